@@ -1,0 +1,154 @@
+"""Typed model configuration: one JSON file per named model, open_clip style.
+
+A model config says everything needed to rebuild a depth model and to run it: the open_clip
+backbone, the method and its settings, the input size and normalisation, the depth range and
+the canonical focal length.  It travels with every weights file and exported artifact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
+BACKBONE_CONFIG_DIR = MODEL_CONFIG_DIR / "backbones"
+METHODS = ("depthclip", "mirror")
+
+# OpenAI CLIP normalisation, the default of every open_clip model we use.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ConfigError(ValueError):
+    """A model config that is missing, malformed or inconsistent."""
+
+
+@dataclass
+class BackboneConfig:
+    """The open_clip model that provides image (and text) features."""
+
+    name: str = "ViT-B-16"
+    # open_clip pretrained tag ("openai", "laion2b_s34b_b88k", ...) or None for random init.
+    pretrained: Optional[str] = None
+    # Transformer blocks whose patch tokens the heads read (0-based, negative from the end).
+    feature_layers: list[int] = field(default_factory=lambda: [-1])
+
+
+@dataclass
+class DepthCLIPConfig:
+    """Zero-shot DepthCLIP: depth words, bin depths and softmax temperature."""
+
+    prompt_template: str = "This object is {}"
+    words: list[str] = field(default_factory=lambda: [
+        "giant", "extremely close", "close", "not in distance", "a little remote", "far", "unseen"])
+    bins_m: list[float] = field(default_factory=lambda: [1.00, 1.50, 2.00, 2.25, 2.50, 2.75, 3.00])
+    temperature: float = 0.1
+
+
+@dataclass
+class MirrorConfig:
+    """Mirror: a learnable static prompt for the frozen text encoder + a FiLM deconv decoder."""
+
+    tokens: int = 64
+    init_std: float = 0.02
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines one depth model and its input/output contract."""
+
+    name: str
+    method: str
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    input_size: list[int] = field(default_factory=lambda: [224, 224])  # [height, width]
+    mean: list[float] = field(default_factory=lambda: list(CLIP_MEAN))
+    std: list[float] = field(default_factory=lambda: list(CLIP_STD))
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    # Focal length (px, at the model input size) of the canonical camera depth is learnt in.
+    canonical_focal_px: float = 181.6
+    camera_aware_scale: bool = False
+    depthclip: Optional[DepthCLIPConfig] = None
+    mirror: Optional[MirrorConfig] = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"model '{self.name}': unknown method '{self.method}'; "
+                              f"expected one of {', '.join(METHODS)}")
+        if self.method == "depthclip" and self.depthclip is None:
+            self.depthclip = DepthCLIPConfig()
+        if self.method == "mirror" and self.mirror is None:
+            self.mirror = MirrorConfig()
+        if len(self.input_size) != 2 or min(self.input_size) <= 0:
+            raise ConfigError(f"model '{self.name}': input_size must be [height, width] > 0, "
+                              f"got {self.input_size}")
+        if not 0 < self.min_depth < self.max_depth:
+            raise ConfigError(f"model '{self.name}': need 0 < min_depth < max_depth, "
+                              f"got {self.min_depth}..{self.max_depth}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(f"model '{self.name}': mean/std must have 3 entries, std > 0")
+        if self.canonical_focal_px <= 0:
+            raise ConfigError(f"model '{self.name}': canonical_focal_px must be > 0")
+        if self.depthclip is not None and len(self.depthclip.words) != len(self.depthclip.bins_m):
+            raise ConfigError(f"model '{self.name}': depthclip needs one bin per word")
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(height, width) of the model input."""
+        return int(self.input_size[0]), int(self.input_size[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict of this config."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """JSON text of this config."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build a config from a dict, rejecting unknown keys with a clear message."""
+        data = dict(data)
+        _reject_unknown(cls, data, "model config")
+        nested = {"backbone": BackboneConfig, "depthclip": DepthCLIPConfig, "mirror": MirrorConfig}
+        for key, sub_cls in nested.items():
+            if isinstance(data.get(key), dict):
+                _reject_unknown(sub_cls, data[key], f"'{key}' section")
+                data[key] = sub_cls(**data[key])
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"model config is incomplete: {exc}") from None
+
+
+def _reject_unknown(cls: type, data: dict[str, Any], what: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{what}: unknown keys {unknown}; known keys are {sorted(known)}")
+
+
+def list_models() -> list[str]:
+    """Names of the bundled model configs."""
+    return sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+
+
+def get_model_config(name_or_path: str) -> ModelConfig:
+    """Load a bundled model config by name, or any model config JSON file by path."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = MODEL_CONFIG_DIR / f"{name_or_path}.json"
+        if not path.is_file():
+            raise ConfigError(f"unknown model '{name_or_path}'; bundled models: "
+                              f"{', '.join(list_models())} (or pass a path to a .json config)")
+    elif not path.is_file():
+        raise ConfigError(f"model config file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read model config {path}: {exc}") from None
+    return ModelConfig.from_dict(data)

@@ -1,0 +1,100 @@
+"""open_clip towers wrapped for dense prediction: image feature taps and a text encoder.
+
+The image side reads patch-token grids through ``visual.forward_intermediates`` (no hooks).
+The text side is only needed while a text embedding is being computed (model build,
+export, Mirror training); inference keeps the resulting embedding as a buffer instead.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ImageEncoder(nn.Module):
+    """The open_clip vision tower, returning NCHW patch-token maps from chosen blocks."""
+
+    def __init__(self, visual: nn.Module, feature_layers: Sequence[int]):
+        super().__init__()
+        if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "transformer"):
+            raise TypeError(f"backbone vision tower {type(visual).__name__} is not a ViT with "
+                            "forward_intermediates; convolutional towers need their own taps")
+        self.visual = visual
+        n_blocks = len(visual.transformer.resblocks)
+        layers = sorted({i % n_blocks for i in feature_layers})
+        if any(not -n_blocks <= i < n_blocks for i in feature_layers):
+            raise ValueError(f"feature_layers {list(feature_layers)} out of range for "
+                             f"{n_blocks} blocks")
+        self.feature_layers = layers
+        self.width = int(visual.transformer.width)
+        self.embed_dim = int(visual.proj.shape[1]) if visual.proj is not None else self.width
+        patch = visual.patch_size
+        self.patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+
+    def feature_maps(self, image: torch.Tensor, normalize: bool = False) -> list[torch.Tensor]:
+        """Patch-token maps (B, width, H/p, W/p), one per feature layer, shallow to deep."""
+        out = self.visual.forward_intermediates(
+            image, indices=self.feature_layers, stop_early=True,
+            normalize_intermediates=normalize, intermediates_only=True, output_fmt="NCHW")
+        return out["image_intermediates"]
+
+    def project(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """Project a (post-norm) token map into the joint image-text space, NCHW."""
+        if self.visual.proj is None:
+            return feature_map
+        return torch.einsum("bchw,cd->bdhw", feature_map, self.visual.proj)
+
+
+class TextEncoder(nn.Module):
+    """The open_clip text tower: prompts or raw token embeddings in, joint-space vectors out."""
+
+    def __init__(self, clip_model: nn.Module, tokenizer):
+        super().__init__()
+        self.token_embedding = clip_model.token_embedding
+        self.positional_embedding = clip_model.positional_embedding
+        self.transformer = clip_model.transformer
+        self.ln_final = clip_model.ln_final
+        self.text_projection = clip_model.text_projection
+        self.register_buffer("attn_mask", clip_model.attn_mask, persistent=False)
+        self.pool_type = clip_model.text_pool_type
+        self.tokenizer = tokenizer
+        self.width = int(self.token_embedding.weight.shape[1])
+        self.context_length = int(self.positional_embedding.shape[0])
+
+    def _project(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.text_projection is None:
+            return pooled
+        if isinstance(self.text_projection, nn.Linear):
+            return self.text_projection(pooled)
+        return pooled @ self.text_projection
+
+    def _transform(self, token_embeddings: torch.Tensor) -> torch.Tensor:
+        n = token_embeddings.shape[1]
+        x = token_embeddings + self.positional_embedding[:n].to(token_embeddings.dtype)
+        mask = self.attn_mask[:n, :n] if self.attn_mask is not None else None
+        return self.ln_final(self.transformer(x, attn_mask=mask))
+
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised embeddings (N, D) of text prompts."""
+        device = self.token_embedding.weight.device
+        tokens = self.tokenizer(list(prompts)).to(device)
+        x = self._transform(self.token_embedding(tokens))
+        if self.pool_type == "argmax":
+            pooled = x[torch.arange(x.shape[0], device=device), tokens.argmax(dim=-1)]
+        elif self.pool_type == "first":
+            pooled = x[:, 0]
+        else:  # "last" / "eos" with right padding: the last non-padding position
+            last = (tokens != 0).sum(dim=-1) - 1
+            pooled = x[torch.arange(x.shape[0], device=device), last]
+        return F.normalize(self._project(pooled), dim=-1)
+
+    def encode_token_embeddings(self, token_embeddings: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, D) of raw token-embedding sequences (B, S, width), pooled at the last
+        position -- the Mirror's static prompt path."""
+        if token_embeddings.shape[1] > self.context_length:
+            raise ValueError(f"prompt of {token_embeddings.shape[1]} tokens exceeds the text "
+                             f"context length {self.context_length}")
+        x = self._transform(token_embeddings)
+        return self._project(x[:, -1])

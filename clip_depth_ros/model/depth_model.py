@@ -1,0 +1,89 @@
+"""The depth model: image encoder -> head, with the text side folded into a buffer.
+
+``forward(image)`` returns depth in the canonical camera (metres, clamped to the config's
+range); ``infer(image, f_px)`` turns that into metric depth for the actual camera.  Device
+choice, image decoding and resizing live in the backends, never here.
+"""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from .backbone import ImageEncoder, TextEncoder
+from .depthclip import DepthCLIPHead
+from .mirror import MirrorHead
+
+
+def build_head(config: ModelConfig, encoder: ImageEncoder, text_width: int) -> nn.Module:
+    """The head for the config's method."""
+    if config.method == "depthclip":
+        return DepthCLIPHead(config.depthclip, encoder.embed_dim)
+    if config.method == "mirror":
+        return MirrorHead(config.mirror, len(encoder.feature_layers), encoder.width,
+                          encoder.embed_dim, text_width, encoder.patch_size, config.max_depth)
+    raise ValueError(f"no head for method '{config.method}'")
+
+
+class DepthModel(nn.Module):
+    """CLIP image encoder + a depth head; the text encoder is optional after build."""
+
+    def __init__(self, config: ModelConfig, image_encoder: ImageEncoder,
+                 text_encoder: Optional[TextEncoder]):
+        super().__init__()
+        self.config = config
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        text_width = text_encoder.width if text_encoder is not None else 0
+        self.head = build_head(config, image_encoder, text_width)
+
+    def text_embedding(self) -> torch.Tensor:
+        """The head's text embedding: live while training a learnable prompt, else the buffer."""
+        if self.training and self.head.learns_text and self.text_encoder is not None:
+            return self.head.compute_text_embedding(self.text_encoder)
+        return self.head.text_embedding
+
+    @torch.no_grad()
+    def refresh_text_embedding(self) -> None:
+        """Recompute the constant text embedding from the text encoder (once, not per frame)."""
+        if self.text_encoder is None:
+            raise RuntimeError("the text encoder was dropped; the text embedding is final")
+        emb = self.head.compute_text_embedding(self.text_encoder)
+        self.head.text_embedding.copy_(emb.to(self.head.text_embedding.dtype))
+
+    def drop_text_encoder(self) -> None:
+        """Free the text tower; inference only needs the folded embedding buffer."""
+        self.text_encoder = None
+
+    def train(self, mode: bool = True) -> "DepthModel":
+        """Switch mode; leaving training refreshes the folded text embedding."""
+        was_training = self.training
+        super().train(mode)
+        if was_training and not mode and self.head.learns_text and self.text_encoder is not None:
+            self.refresh_text_embedding()
+        return self
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Canonical-camera depth (B, 1, H, W) in metres for a normalised image batch."""
+        height, width = image.shape[-2:]
+        depth = self.head(self.image_encoder, image, self.text_embedding())
+        if depth.shape[-2:] != (height, width):
+            depth = F.interpolate(depth, size=(height, width), mode="bilinear",
+                                  align_corners=False)
+        return depth.clamp(self.config.min_depth, self.config.max_depth)
+
+    def infer(self, image: torch.Tensor,
+              f_px: Union[float, torch.Tensor, None] = None) -> torch.Tensor:
+        """Metric depth (B, 1, H, W); f_px is the focal length at the model input size.
+
+        With ``camera_aware_scale`` on and f_px known, depth = canonical * f_px / canonical_f.
+        """
+        depth = self.forward(image)
+        if self.config.camera_aware_scale and f_px is not None:
+            scale = torch.as_tensor(f_px, dtype=depth.dtype, device=depth.device)
+            depth = depth * (scale.reshape(-1, 1, 1, 1) / self.config.canonical_focal_px)
+            depth = depth.clamp(self.config.min_depth, self.config.max_depth)
+        return depth

@@ -1,0 +1,45 @@
+"""DepthCLIP (Zhang et al., ACM MM 2022): zero-shot depth from patch-to-prompt similarity.
+
+Patch tokens projected into the joint space are compared with the normalised embeddings of
+"This object is {word}" for the depth words; a softmax over the words (temperature T)
+weights the bin depths.  Nothing here is trained.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import DepthCLIPConfig
+from .backbone import ImageEncoder, TextEncoder
+
+
+class DepthCLIPHead(nn.Module):
+    """Bin-weighted depth from cosine similarity of dense features and depth-word prompts."""
+
+    learns_text = False
+
+    def __init__(self, config: DepthCLIPConfig, embed_dim: int):
+        super().__init__()
+        self.config = config
+        self.temperature = float(config.temperature)
+        self.register_buffer("bins_m", torch.tensor(config.bins_m, dtype=torch.float32))
+        # Filled from the text encoder once (model build / export), never per frame.
+        self.register_buffer("text_embedding", torch.zeros(len(config.words), embed_dim))
+
+    def prompts(self) -> list[str]:
+        """The prompt strings, one per depth bin."""
+        return [self.config.prompt_template.format(w) for w in self.config.words]
+
+    def compute_text_embedding(self, text: TextEncoder) -> torch.Tensor:
+        """Normalised prompt embeddings (n_bins, D)."""
+        return text.encode_prompts(self.prompts())
+
+    def forward(self, encoder: ImageEncoder, image: torch.Tensor,
+                text_embedding: torch.Tensor) -> torch.Tensor:
+        """Depth (B, 1, h, w) at patch resolution, in the bins' units (metres)."""
+        tokens = encoder.feature_maps(image, normalize=True)[-1]
+        dense = F.normalize(encoder.project(tokens), dim=1)
+        logits = torch.einsum("bdhw,kd->bkhw", dense, text_embedding.to(dense.dtype))
+        probs = torch.softmax(logits / self.temperature, dim=1)
+        return torch.einsum("bkhw,k->bhw", probs, self.bins_m.to(probs.dtype)).unsqueeze(1)

@@ -1,0 +1,155 @@
+"""Build depth models by name: ``create_model(name, weights=..., device=..., precision=...)``.
+
+The backbone comes from open_clip (a pretrained tag for users with a model hub, a local
+weights file, or random init); trained parts come from a safetensors file with a JSON
+sidecar and are checked key by key.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import torch
+
+from ..config import BACKBONE_CONFIG_DIR, ConfigError, ModelConfig, get_model_config
+from ..weights import (WeightsError, load_state_strict, load_tensor_file, read_sidecar,
+                       save_tensor_file)
+from .backbone import ImageEncoder, TextEncoder
+from .depth_model import DepthModel
+
+log = logging.getLogger("clip_depth_ros")
+
+RANDOM_BACKBONE = "random"
+PARTS = ("image_encoder", "text_encoder", "head")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+_registered = False
+
+
+def _open_clip():
+    """Import open_clip with our backbone architectures (tiny test towers) registered."""
+    global _registered
+    import open_clip
+    if not _registered:
+        open_clip.add_model_config(BACKBONE_CONFIG_DIR)
+        _registered = True
+    return open_clip
+
+
+def resolve_config(name: Union[str, ModelConfig, None], weights: Optional[str]) -> ModelConfig:
+    """The model config: explicit name/config, else the one recorded with the weights."""
+    recorded = None
+    if weights:
+        side = read_sidecar(weights)
+        if "config" not in side:
+            raise WeightsError(f"{weights}: sidecar has no model config")
+        recorded = ModelConfig.from_dict(side["config"])
+    if isinstance(name, ModelConfig):
+        config = name
+    elif name:
+        config = get_model_config(name)
+    elif recorded is not None:
+        return recorded
+    else:
+        raise ConfigError("no model given: pass a model name/config or a weights file")
+    if recorded is not None and (recorded.method, recorded.backbone.name) != (
+            config.method, config.backbone.name):
+        raise WeightsError(
+            f"{weights} was trained for model '{recorded.name}' ({recorded.method} on "
+            f"{recorded.backbone.name}), not '{config.name}' ({config.method} on "
+            f"{config.backbone.name}); leave the model empty to use the recorded one")
+    return recorded if recorded is not None and recorded.name == config.name else config
+
+
+def _build_clip(config: ModelConfig, backbone_weights: Optional[str]) -> torch.nn.Module:
+    """The open_clip model with backbone weights from a tag, a local file, or random init."""
+    open_clip = _open_clip()
+    source = config.backbone.pretrained if backbone_weights is None else backbone_weights
+    is_file = bool(source) and (Path(source).suffix in _WEIGHT_SUFFIXES or os.path.exists(source))
+    tag = None if (not source or is_file or source == RANDOM_BACKBONE) else source
+    if config.backbone.name not in open_clip.list_models():
+        raise ConfigError(f"unknown open_clip backbone '{config.backbone.name}'")
+    try:
+        clip = open_clip.create_model(config.backbone.name, pretrained=tag,
+                                      force_image_size=tuple(config.input_hw),
+                                      pretrained_text=False)
+    except RuntimeError as exc:
+        raise WeightsError(f"open_clip could not provide pretrained '{tag}' for "
+                           f"{config.backbone.name}: {exc} (offline? pass a local weights file "
+                           "as backbone_weights)") from None
+    if is_file:
+        state = load_tensor_file(source)
+        from open_clip.model import resize_pos_embed
+        resize_pos_embed(state, clip)  # checkpoints at 224 px into a model at another size
+        load_state_strict(clip, state, f"backbone weights {source}")
+    elif tag is None:
+        log.warning("backbone %s has random weights (no pretrained tag or weights file)",
+                    config.backbone.name)
+    return clip
+
+
+def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[str] = None,
+                 backbone_weights: Optional[str] = None, device: Union[str, torch.device] = "cpu",
+                 precision: str = "fp32", for_training: bool = False) -> DepthModel:
+    """Build a depth model.
+
+    name: a bundled model name, a config JSON path or a ModelConfig (default: the config
+      recorded with ``weights``).  weights: trained parts (.safetensors + sidecar).
+    backbone_weights: an open_clip pretrained tag, a local CLIP weights file, "random", or
+      None for the config's own tag.  for_training keeps the text encoder and train mode;
+      otherwise the text side is folded into a buffer and the text tower freed.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
+    config = resolve_config(name, weights)
+    clip = _build_clip(config, backbone_weights)
+    tokenizer = _open_clip().get_tokenizer(config.backbone.name)
+    model = DepthModel(config, ImageEncoder(clip.visual, config.backbone.feature_layers),
+                       TextEncoder(clip, tokenizer))
+    if weights:
+        load_weights(model, weights)
+    else:
+        model.refresh_text_embedding()
+    if for_training:
+        model.train()
+    else:
+        model.drop_text_encoder()
+        model.eval()
+        model.requires_grad_(False)
+    return model.to(device=device, dtype=PRECISIONS[precision])
+
+
+def trained_state(model: DepthModel, parts: Iterable[str]) -> dict[str, torch.Tensor]:
+    """The persistent state of the named parts (image_encoder, text_encoder, head)."""
+    parts = tuple(parts)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
+    return {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in parts}
+
+
+def save_weights(model: DepthModel, path: Union[str, os.PathLike],
+                 parts: Iterable[str] = ("head",),
+                 metadata: Optional[Mapping[str, Any]] = None) -> Path:
+    """Save the named parts as safetensors + JSON sidecar (config, parts, metadata)."""
+    if model.text_encoder is not None:
+        model.refresh_text_embedding()  # the folded embedding must match the saved prompt
+    parts = list(parts)
+    sidecar = {"config": model.config.to_dict(), "parts": parts, "metadata": dict(metadata or {})}
+    return save_tensor_file(trained_state(model, parts), path, sidecar)
+
+
+def load_weights(model: DepthModel, path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """Load trained parts into ``model`` with strict key, shape and dtype checks."""
+    sidecar = read_sidecar(path)
+    parts = sidecar.get("parts", ["head"])
+    if model.text_encoder is None and "text_encoder" in parts:
+        parts = [p for p in parts if p != "text_encoder"]
+    state = load_tensor_file(path)
+    if "text_encoder" not in parts:
+        state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+    expected = trained_state(model, parts).keys()
+    load_state_strict(model, state, f"weights {path}", expected_keys=expected)
+    return sidecar

@@ -1,0 +1,298 @@
+"""The depth node: a lifecycle node that adapts ROS topics to :class:`DepthPipeline`.
+
+configure: load the model/engine.  activate: create topics.  deactivate: remove them.
+cleanup: free the model.  Subscription callbacks only queue the latest frame; a worker thread
+converts, infers and publishes.  Bad input is counted, logged (throttled) and skipped.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from typing import Any, Optional
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from ..backends import create_backend
+from ..pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings, RollingStats
+from .conversions import (ConversionError, camera_info_to_intrinsics, compressed_to_rgb8,
+                          image_to_rgb8, intrinsics_to_camera_info, numpy_to_image,
+                          points_to_pointcloud2)
+from .diagnostics import build_diagnostics
+from .params import PARAMS, PARAMS_BY_NAME, check_value
+
+THROTTLE_S = 5.0
+_PIPELINE_PARAMS = ("point_stride", "max_range_m", "colormap", "display_min_m", "display_max_m")
+
+
+def stamp_seconds(stamp: Any) -> float:
+    """A builtin_interfaces/Time as float seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class DepthNode(LifecycleNode):
+    """Monocular depth from a CLIP model: image (+ camera_info) in; depth, points out."""
+
+    def __init__(self, node_name: str = "clip_depth_node", **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._configured = False
+        self._backend = None
+        self._pipeline: Optional[DepthPipeline] = None
+        self._slot: LatestFrameSlot = LatestFrameSlot()
+        self._worker: Optional[threading.Thread] = None
+        self._running = False
+        self._io_lock = threading.Lock()
+        self._pubs: dict[str, Any] = {}
+        self._subs: list[Any] = []
+        self._diag_timer = None
+        self._infos: deque = deque(maxlen=64)
+        self.counts: Counter = Counter()
+        self.in_stats = RollingStats()
+        self.out_stats = RollingStats()
+        self.camera_info_state = "none received"
+        self.last_error = ""
+
+    # ----------------------------------------------------------------- parameters
+    def p(self, name: str) -> Any:
+        """Current value of a declared parameter."""
+        return self.get_parameter(name).value
+
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        for param in params:
+            spec = PARAMS_BY_NAME.get(param.name)
+            if spec is None:
+                continue
+            if not spec.runtime and self._configured:
+                return SetParametersResult(successful=False, reason=(
+                    f"{param.name} is fixed while the node is configured; deactivate and "
+                    "clean up the node, set it, then configure again"))
+            reason = check_value(spec, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        names = {p.name for p in params}
+        if self._pipeline is not None:
+            self._apply_pipeline_settings({p.name: p.value for p in params})
+        if names & {"qos_input_depth", "qos_output_depth"} and self._pubs:
+            # recreate after the new values are committed, outside this callback
+            self.create_timer(0.0, self._recreate_io_once)
+        return SetParametersResult(successful=True)
+
+    def _pipeline_settings(self, overrides: Optional[dict] = None) -> PipelineSettings:
+        values = {n: self.p(n) for n in _PIPELINE_PARAMS}
+        values.update({k: v for k, v in (overrides or {}).items() if k in _PIPELINE_PARAMS})
+        return PipelineSettings(point_stride=values["point_stride"],
+                                max_range_m=values["max_range_m"], colormap=values["colormap"],
+                                display_min_m=values["display_min_m"],
+                                display_max_m=values["display_max_m"])
+
+    def _apply_pipeline_settings(self, overrides: dict) -> None:
+        self._pipeline.settings = self._pipeline_settings(overrides)
+
+    def _recreate_io_once(self) -> None:
+        for timer in list(self.timers):
+            if timer.timer_period_ns == 0:
+                self.destroy_timer(timer)
+        self._destroy_io()
+        self._create_io()
+
+    # ----------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model (or engine) and start the worker thread."""
+        kwargs = dict(model=self.p("model"), weights=self.p("weights") or None,
+                      backbone_weights=self.p("backbone_weights") or None,
+                      device=self.p("device"), precision=self.p("precision"))
+        if self.p("backend") == "torch":
+            kwargs["threads"] = self.p("threads")
+        try:
+            self._backend = create_backend(self.p("backend"), **kwargs)
+        except Exception as exc:  # any load failure: one clear error, node stays up
+            self.last_error = f"configure failed: {exc}"
+            self.get_logger().error(f"could not load the model: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self._pipeline = DepthPipeline(self._backend, self._pipeline_settings())
+        info = self._backend.describe()
+        self.get_logger().info(
+            "model {model} ({method} on {backbone}) backend {backend} device {device} "
+            "precision {precision} input {input_size}".format(**info))
+        self._slot = LatestFrameSlot()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
+        self._worker.start()
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Create subscriptions, publishers and the diagnostics timer."""
+        self._create_io()
+        self._diag_timer = self.create_timer(self.p("diagnostics_period_s"),
+                                             self._publish_diagnostics)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Remove topics; the model stays loaded."""
+        self._destroy_io()
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker and free the model."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free everything on the way out."""
+        self._destroy_io()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._running = False
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = self._pipeline = None
+        self._configured = False
+
+    # ----------------------------------------------------------------- topics
+    def _create_io(self) -> None:
+        in_qos = QoSProfile(depth=self.p("qos_input_depth"), history=HistoryPolicy.KEEP_LAST,
+                            reliability=ReliabilityPolicy.BEST_EFFORT)
+        reliability = (ReliabilityPolicy.RELIABLE if self.p("output_reliability") == "reliable"
+                       else ReliabilityPolicy.BEST_EFFORT)
+        out_qos = QoSProfile(depth=self.p("qos_output_depth"), history=HistoryPolicy.KEEP_LAST,
+                             reliability=reliability)
+        with self._io_lock:
+            self._pubs = {
+                "depth": self.create_publisher(Image, "depth", out_qos),
+                "info": self.create_publisher(CameraInfo, "depth/camera_info", out_qos),
+                "points": self.create_publisher(PointCloud2, "points", out_qos),
+                "colored": self.create_publisher(Image, "depth/colored", out_qos),
+                "diag": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
+            }
+            if self.p("input_transport") == "compressed":
+                image_sub = self.create_subscription(CompressedImage, "image/compressed",
+                                                     self._on_image, in_qos)
+            else:
+                image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
+            self._subs = [image_sub, self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, in_qos)]
+
+    def _destroy_io(self) -> None:
+        with self._io_lock:
+            for sub in self._subs:
+                self.destroy_subscription(sub)
+            for pub in self._pubs.values():
+                self.destroy_publisher(pub)
+            self._subs, self._pubs = [], {}
+
+    def _on_image(self, msg: Any) -> None:
+        """Queue the frame (replacing any waiting one); all work happens in the worker."""
+        self.in_stats.add()
+        pixels = int(getattr(msg, "width", 0)) * int(getattr(msg, "height", 0))
+        if pixels > self.p("max_image_pixels"):
+            self._reject("too_large", f"image {msg.width}x{msg.height} exceeds "
+                         f"max_image_pixels={self.p('max_image_pixels')}")
+            return
+        self._slot.put((msg, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._infos.append(msg)
+
+    def _match_camera_info(self, stamp: Any) -> Optional[CameraInfo]:
+        infos = list(self._infos)
+        if not infos:
+            return None
+        t = stamp_seconds(stamp)
+        best = min(infos, key=lambda m: abs(stamp_seconds(m.header.stamp) - t))
+        if abs(stamp_seconds(best.header.stamp) - t) <= self.p("camera_info_tolerance_s"):
+            return best
+        return infos[-1] if self.p("use_latest_camera_info") else None
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.counts[f"rejected_{reason}"] += 1
+        self.last_error = detail
+        self.get_logger().warning(f"frame rejected ({reason}): {detail}",
+                                  throttle_duration_sec=THROTTLE_S)
+
+    # ----------------------------------------------------------------- worker
+    def _work(self) -> None:
+        while self._running:
+            item = self._slot.take(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except Exception as exc:  # a bug must not kill the worker: count and go on
+                self.counts["errors"] += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.get_logger().error(f"frame failed: {self.last_error}",
+                                        throttle_duration_sec=THROTTLE_S)
+
+    def _camera_intrinsics(self, header: Any):
+        info = self._match_camera_info(header.stamp)
+        if info is None:
+            self.camera_info_state = "missing"
+            self.get_logger().warning(
+                "no camera_info received (or none matching): publishing depth only, no "
+                "points, no camera-aware scale", throttle_duration_sec=THROTTLE_S * 6)
+            return None, None
+        intrinsics = camera_info_to_intrinsics(info)
+        if intrinsics is None:
+            self.camera_info_state = "invalid"
+            self._reject("bad_camera_info", "camera_info has a zero/invalid focal length or "
+                         "size; publishing depth only")
+            return None, None
+        self.camera_info_state = "ok"
+        return info, intrinsics
+
+    def _process(self, msg: Any, t_received: float) -> None:
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb8(msg)
+            else:
+                rgb = image_to_rgb8(msg)
+        except ConversionError as exc:
+            self._reject("bad_image", str(exc))
+            return
+        info, intrinsics = self._camera_intrinsics(msg.header)
+        with self._io_lock:
+            pubs = dict(self._pubs)
+        if not pubs:
+            return
+        want_points = intrinsics is not None and pubs["points"].get_subscription_count() > 0
+        result = self._pipeline.process(
+            rgb, intrinsics, want_points=want_points, want_rgb=self.p("points_rgb"),
+            want_colored=pubs["colored"].get_subscription_count() > 0)
+        header = msg.header
+        with self._io_lock:
+            if not self._pubs:
+                return
+            pubs["depth"].publish(numpy_to_image(result.depth_m, "32FC1", header))
+            if result.intrinsics is not None:
+                pubs["info"].publish(intrinsics_to_camera_info(result.intrinsics, header, info))
+            if result.points_xyz is not None:
+                pubs["points"].publish(points_to_pointcloud2(result.points_xyz, header,
+                                                             result.points_rgb))
+            if result.colored_bgr is not None:
+                pubs["colored"].publish(numpy_to_image(result.colored_bgr, "bgr8", header))
+        self.counts["processed"] += 1
+        self.out_stats.add((time.monotonic() - t_received) * 1e3)
+
+    def _publish_diagnostics(self) -> None:
+        with self._io_lock:
+            pub = self._pubs.get("diag")
+            if pub is None:
+                return
+            pub.publish(build_diagnostics(self))

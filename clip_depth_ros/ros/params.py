@@ -1,0 +1,101 @@
+"""The node's parameters: one table, the single source of truth for names, defaults,
+descriptions, ranges and whether a parameter may change while the node runs.
+
+config/depth.yaml lists the same parameters with the same defaults (a test checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter."""
+
+    name: str
+    default: Any
+    description: str
+    runtime: bool = False  # may change while configured/active
+    range: Optional[tuple[float, float, float]] = None  # (from, to, step); step 0 = continuous
+    choices: Optional[tuple[str, ...]] = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The rcl descriptor with description, range and read-only-ness spelled out."""
+        desc = self.description
+        if self.choices:
+            desc += f" One of: {', '.join(self.choices)}."
+        desc += " Changeable at runtime." if self.runtime else " Fixed once configured."
+        descriptor = ParameterDescriptor(name=self.name, description=desc)
+        if self.range is not None:
+            lo, hi, step = self.range
+            if isinstance(self.default, bool):
+                pass
+            elif isinstance(self.default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi),
+                                                         step=int(step))]
+            else:
+                descriptor.floating_point_range = [FloatingPointRange(
+                    from_value=float(lo), to_value=float(hi), step=float(step))]
+        return descriptor
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model", "tiny-mirror", "Bundled model name (see `clip-depth models`) or path to a "
+              "model config JSON; empty = the config recorded with `weights`."),
+    ParamSpec("weights", "", "Trained parts (.safetensors with its .json sidecar); empty = no "
+              "trained parts (random head: for plumbing tests only)."),
+    ParamSpec("backbone_weights", "", "open_clip pretrained tag (e.g. openai), a local CLIP "
+              "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
+              "for the model config's own tag."),
+    ParamSpec("backend", "torch", "Inference backend.",
+              choices=("torch",)),
+    ParamSpec("device", "cpu", "Torch device: cpu, cuda or cuda:N."),
+    ParamSpec("precision", "fp32", "Numeric precision.", choices=("fp32", "fp16", "bf16")),
+    ParamSpec("threads", 0, "CPU threads for inference; 0 = library default.",
+              range=(0, 256, 1)),
+    ParamSpec("input_transport", "raw", "Subscribe to `image` (raw) or `image/compressed`.",
+              choices=("raw", "compressed")),
+    ParamSpec("max_image_pixels", 16_777_216, "Images with more pixels are rejected before "
+              "any allocation (protects the node from absurd sizes).", runtime=True,
+              range=(1, 1_000_000_000, 1)),
+    ParamSpec("camera_info_tolerance_s", 0.01, "Pair an image with the camera_info whose "
+              "stamp is within this many seconds.", runtime=True, range=(0.0, 10.0, 0.0)),
+    ParamSpec("use_latest_camera_info", True, "Without a camera_info of matching stamp, use "
+              "the latest one received.", runtime=True),
+    ParamSpec("point_stride", 1, "Point cloud decimation: keep every Nth row and column "
+              "(1 = organized cloud of the full image).", runtime=True, range=(1, 64, 1)),
+    ParamSpec("max_range_m", 0.0, "Points farther than this are NaN; 0 = no limit.",
+              runtime=True, range=(0.0, 1000.0, 0.0)),
+    ParamSpec("points_rgb", True, "Publish xyzrgb points (else xyz only).", runtime=True),
+    ParamSpec("colormap", "turbo", "Colormap of depth/colored.", runtime=True,
+              choices=("turbo", "jet", "viridis", "inferno", "magma", "plasma", "gray")),
+    ParamSpec("display_min_m", 0.0, "Near end of the colormap; min=max=0 uses the model's "
+              "depth range.", runtime=True, range=(0.0, 1000.0, 0.0)),
+    ParamSpec("display_max_m", 0.0, "Far end of the colormap.", runtime=True,
+              range=(0.0, 1000.0, 0.0)),
+    ParamSpec("qos_input_depth", 1, "History depth of the image/camera_info subscriptions "
+              "(best effort).", runtime=True, range=(1, 100, 1)),
+    ParamSpec("qos_output_depth", 1, "History depth of the output publishers.", runtime=True,
+              range=(1, 100, 1)),
+    ParamSpec("output_reliability", "reliable", "Reliability of the outputs (reliable "
+              "connects with RViz's defaults).", choices=("reliable", "best_effort")),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", range=(0.1, 60.0, 0.0)),
+    ParamSpec("autostart", True, "Configure and activate on start (plain `ros2 run`); false "
+              "leaves the lifecycle to a manager."),
+)
+
+PARAMS_BY_NAME = {p.name: p for p in PARAMS}
+
+
+def check_value(spec: ParamSpec, value: Any) -> Optional[str]:
+    """A reason why ``value`` is unacceptable for ``spec``, or None."""
+    if spec.choices and value not in spec.choices:
+        return f"{spec.name} must be one of {', '.join(spec.choices)}, not '{value}'"
+    if spec.range is not None and not isinstance(value, bool):
+        lo, hi, _ = spec.range
+        if not lo <= value <= hi:
+            return f"{spec.name} must be within [{lo}, {hi}], not {value}"
+    return None
