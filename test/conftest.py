@@ -1,19 +1,20 @@
 """Shared test set-up.
 
-DDS traffic stays on this machine: Fast DDS uses shared memory only (no UDP socket at all) and
-every test session gets its own ROS_DOMAIN_ID, so parallel runs and other graphs never mix.
-This runs before any test module imports rclpy.
+DDS traffic stays on this machine: Fast DDS uses shared memory only (config/fastdds_shm.xml:
+no UDP socket at all, a segment large enough for camera frames) and every test session gets
+its own ROS_DOMAIN_ID, so parallel runs and other graphs never mix.  This runs before any
+test module imports rclpy; node processes started by tests inherit it.
 """
 import os
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(ROOT / "config" / "fastdds_shm.xml")
 os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "SHM"
 os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
