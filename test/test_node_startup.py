@@ -1,0 +1,127 @@
+"""Node processes in unusual starting conditions, the params file, and the launch file."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from clip_depth_ros.ros.params import PARAMS
+from ros_harness import PARAMS_FILE, RELIABLE, ROOT, Probe, node_process, rgb_image
+
+rclpy = pytest.importorskip("rclpy")
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from lifecycle_msgs.srv import GetState  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2  # noqa: E402
+
+from clip_depth_ros.ros.conversions import rgb8_to_compressed  # noqa: E402
+
+
+@pytest.fixture
+def ros():
+    rclpy.init()
+    yield
+    rclpy.shutdown()
+
+
+def test_params_file_lists_every_parameter_with_its_default():
+    data = yaml.safe_load(PARAMS_FILE.read_text())["clip_depth_node"]["ros__parameters"]
+    assert set(data) == {p.name for p in PARAMS}
+    for spec in PARAMS:
+        assert data[spec.name] == spec.default, spec.name
+        assert type(data[spec.name]) is type(spec.default), spec.name
+
+
+def test_every_parameter_has_a_description_and_numeric_ones_a_range():
+    for spec in PARAMS:
+        assert len(spec.description) > 15, spec.name
+        if isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
+            assert spec.range is not None, f"{spec.name} needs a range"
+            lo, hi, _ = spec.range
+            assert lo <= spec.default <= hi
+
+
+def _wait_subscribed(probe: Probe, pub, timeout: float = 120.0) -> None:
+    assert probe.wait_for(lambda: pub.get_subscription_count() > 0, timeout)
+    time.sleep(0.5)
+
+
+@pytest.mark.ros
+def test_without_camera_info_depth_flows_points_do_not_and_one_warning(ros, tmp_path):
+    log = tmp_path / "node.log"
+    with node_process(namespace="/nocam", log_path=log) as proc:
+        probe = Probe("nocam_probe")
+        probe.subscribe(Image, "/nocam/depth")
+        probe.subscribe(PointCloud2, "/nocam/points")
+        pub = probe.node.create_publisher(Image, "/nocam/image", RELIABLE)
+        _wait_subscribed(probe, pub)
+        for i in range(6):
+            pub.publish(rgb_image(64, 48, Time(sec=i), seed=i))
+            time.sleep(0.3)
+        assert probe.wait_for(lambda: len(probe.messages("/nocam/depth")) >= 3, 20)
+        assert probe.messages("/nocam/points") == []
+        probe.close()
+        assert proc.poll() is None
+    warnings = [line for line in log.read_text().splitlines() if "no camera_info" in line]
+    assert len(warnings) == 1, warnings
+
+
+@pytest.mark.ros
+def test_corrupt_checkpoint_gives_one_clear_error_and_the_node_stays_up(ros, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    log = tmp_path / "node.log"
+    with node_process("-p", f"weights:={bad}", namespace="/badckpt", log_path=log) as proc:
+        probe = Probe("badckpt_probe")
+        client = probe.node.create_client(GetState, "/badckpt/clip_depth_node/get_state")
+        assert client.wait_for_service(timeout_sec=60), log.read_text()
+        future = client.call_async(GetState.Request())
+        assert probe.wait_for(future.done, 10)
+        assert future.result().current_state.label == "unconfigured"
+        time.sleep(1.0)
+        assert proc.poll() is None, "node exited on a bad checkpoint"
+        probe.close()
+    text = log.read_text()
+    errors = [line for line in text.splitlines() if "could not load the model" in line]
+    assert len(errors) == 1 and str(bad) in errors[0], text
+    assert "Traceback" not in text
+
+
+@pytest.mark.ros
+def test_compressed_input_transport(ros, tmp_path):
+    log = tmp_path / "node.log"
+    with node_process("-p", "input_transport:=compressed", namespace="/jpeg",
+                      log_path=log):
+        probe = Probe("jpeg_probe")
+        probe.subscribe(Image, "/jpeg/depth")
+        pub = probe.node.create_publisher(CompressedImage, "/jpeg/image/compressed", RELIABLE)
+        _wait_subscribed(probe, pub)
+        rgb = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        msg = rgb8_to_compressed(rgb, "jpeg")
+        msg.header.stamp, msg.header.frame_id = Time(sec=7), "cam"
+        pub.publish(msg)
+        assert probe.wait_for(lambda: len(probe.messages("/jpeg/depth")) >= 1, 20), \
+            log.read_text()
+        depth = probe.messages("/jpeg/depth")[0]
+        assert (depth.width, depth.height, depth.header.frame_id) == (64, 48, "cam")
+        probe.close()
+
+
+def test_launch_file_under_launch_testing():
+    launch_ros = pytest.importorskip(
+        "launch_ros", reason="launch_ros is not installed (no pip wheel; needs a full ROS 2 "
+                             "install)")
+    from launch import LaunchDescription
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("depth_launch",
+                                                  ROOT / "launch" / "depth.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    names = {a.name for a in description.entities if hasattr(a, "name")}
+    assert {"params_file", "namespace", "image", "camera_info", "use_rviz"} <= names
+    assert launch_ros is not None
