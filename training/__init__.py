@@ -1,0 +1,1 @@
+"""Training, evaluation and export for clip_depth_ros (imports the runtime, never the reverse)."""
