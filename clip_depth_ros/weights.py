@@ -105,8 +105,8 @@ def save_tensor_file(tensors: Mapping[str, torch.Tensor], path: os.PathLike | st
     meta = {"format_version": FORMAT_VERSION, **sidecar}
     header = {"clip_depth_ros": json.dumps(meta)}
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=header))
-    _atomic_write(sidecar_path(path),
+    atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=header))
+    atomic_write(sidecar_path(path),
                   lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
     return path
 
@@ -134,11 +134,20 @@ def read_sidecar(path: os.PathLike | str) -> dict[str, Any]:
     return json.loads(header["clip_depth_ros"])
 
 
-def _atomic_write(path: Path, write) -> None:
+def _default_file_mode() -> int:
+    """0666 minus the process umask: what a plain open() would have created."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write a file through ``write(tmp_path)`` then rename it into place (fsync'd, 0666-umask)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; weights are meant to be shared
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -28,6 +28,8 @@ class TorchBackend:
     def __init__(self, model: Optional[str] = "tiny-mirror", weights: Optional[str] = None,
                  backbone_weights: Optional[str] = None, device: str = "cpu",
                  precision: str = "fp32", threads: int = 0):
+        if precision not in PRECISIONS:  # before PRECISIONS[...]: a clear error, not KeyError
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU")

@@ -24,7 +24,8 @@ class ImageEncoder(nn.Module):
         self.visual = visual
         n_blocks = len(visual.transformer.resblocks)
         layers = sorted({i % n_blocks for i in feature_layers})
-        if any(not -n_blocks <= i < n_blocks for i in feature_layers):
+        # empty would build fine and fail on the first frame inside forward_intermediates
+        if not feature_layers or any(not -n_blocks <= i < n_blocks for i in feature_layers):
             raise ValueError(f"feature_layers {list(feature_layers)} out of range for "
                              f"{n_blocks} blocks")
         self.feature_layers = layers

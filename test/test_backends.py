@@ -1,0 +1,176 @@
+"""Backends: registry, the torch backend's image contract, precision, shared preprocessing."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clip_depth_ros.backends import available_backends, create_backend
+from clip_depth_ros.backends.base import (DepthBackend, check_image, model_focal_px, preprocess,
+                                          resize_back)
+from clip_depth_ros.config import MODEL_CONFIG_DIR, get_model_config
+from clip_depth_ros.geometry import Intrinsics
+
+
+def _build(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return create_backend("torch", **{"model": "tiny-mirror", **kwargs})
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return _build()
+
+
+def _image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_registry_lists_torch():
+    assert "torch" in available_backends()
+    assert available_backends() == sorted(available_backends())
+
+
+def test_unknown_backend_lists_available():
+    with pytest.raises(ValueError) as info:
+        create_backend("openvino")
+    msg = str(info.value)
+    assert "openvino" in msg and all(name in msg for name in available_backends())
+
+
+def test_torch_backend_satisfies_protocol(backend):
+    assert isinstance(backend, DepthBackend)
+    assert backend.name == "torch"
+
+
+@pytest.mark.parametrize("h,w", [(480, 640), (720, 1280), (7, 5)])
+def test_infer_returns_float32_depth_at_image_size(backend, h, w):
+    cfg = backend.config
+    depth = backend.infer(_image(h, w, seed=h))
+    assert isinstance(depth, np.ndarray)
+    assert depth.shape == (h, w) and depth.dtype == np.float32
+    assert np.isfinite(depth).all()
+    assert depth.min() >= cfg.min_depth and depth.max() <= cfg.max_depth
+
+
+def test_infer_matches_model_at_input_size(backend):
+    """At the input size no resize happens: the backend returns the model's own output."""
+    cfg = backend.config
+    image = _image(*cfg.input_hw, seed=4)
+    mean = np.asarray(cfg.mean, np.float32)
+    std = np.asarray(cfg.std, np.float32)
+    x = torch.from_numpy(((image / 255.0 - mean) / std).astype(np.float32)
+                         .transpose(2, 0, 1)[None].copy())
+    with torch.no_grad():
+        expected = backend.model(x)[0, 0].numpy()
+    np.testing.assert_allclose(backend.infer(image), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((48, 64, 3), np.float32),
+    np.zeros((48, 64), np.uint8),
+    np.zeros((48, 64, 4), np.uint8),
+    np.zeros((0, 64, 3), np.uint8),
+    np.zeros((48, 0, 3), np.uint8),
+    [[[0, 0, 0]]],
+], ids=["float", "2d", "4ch", "empty-h", "empty-w", "list"])
+def test_bad_images_rejected(backend, bad):
+    with pytest.raises(ValueError):
+        backend.infer(bad)
+    with pytest.raises(ValueError):
+        check_image(bad)
+
+
+def test_describe(backend):
+    info = backend.describe()
+    h, w = backend.config.input_hw
+    for key in ("backend", "device", "precision", "model", "input_size"):
+        assert info[key], key
+    assert info["backend"] == "torch" and info["device"] == "cpu"
+    assert info["precision"] == "fp32" and info["model"] == "tiny-mirror"
+    assert info["input_size"] == f"{w}x{h}"
+
+
+def test_bf16_close_to_fp32(backend):
+    bf16 = _build(seed=0, precision="bf16")  # same seed: same random backbone as the fixture
+    assert bf16.describe()["precision"] == "bf16"
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    image = _image(120, 160, seed=8)
+    ref, low = backend.infer(image), bf16.infer(image)
+    assert low.dtype == np.float32 and low.shape == ref.shape
+    assert np.abs(low - ref).mean() < 0.05 * backend.config.max_depth
+    assert np.corrcoef(low.ravel(), ref.ravel())[0, 1] > 0.9
+
+
+def test_unknown_precision_raises():
+    with pytest.raises(ValueError) as info:
+        _build(precision="fp8")
+    msg = str(info.value)  # names the bad value and the choices (was a bare KeyError)
+    assert "fp8" in msg and all(p in msg for p in ("fp32", "fp16", "bf16"))
+
+
+def test_cuda_without_gpu_raises():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="cuda"):
+        _build(device="cuda")
+
+
+def test_numpy_preprocess_matches_manual():
+    cfg = get_model_config("tiny-mirror")
+    image = _image(*cfg.input_hw, seed=1)
+    expected = (image.astype(np.float64) / 255.0 - np.array(cfg.mean)) / np.array(cfg.std)
+    expected = expected.transpose(2, 0, 1)[None]
+    got = preprocess(image, cfg)
+    assert got.dtype == np.float32 and got.shape == (1, 3, *cfg.input_hw)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_backend_preprocess_resizes_to_input(backend):
+    cfg = backend.config
+    batch = backend.preprocess(_image(480, 640))
+    assert tuple(batch.shape) == (1, 3, *cfg.input_hw) and batch.dtype == torch.float32
+    # a uniform image stays uniform through the resize
+    grey = backend.preprocess(np.full((300, 500, 3), 200, np.uint8))
+    expected = (200 / 255.0 - np.array(cfg.mean)) / np.array(cfg.std)
+    np.testing.assert_allclose(grey[0].amax(dim=(1, 2)).numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grey[0].amin(dim=(1, 2)).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_resize_back():
+    depth = np.full((12, 16), 3.0, np.float32)
+    out = resize_back(depth, 40, 30)
+    assert out.shape == (30, 40) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 3.0)
+
+
+def test_model_focal_px_scales_with_resize():
+    cfg = get_model_config("tiny-mirror")
+    h, w = cfg.input_hw
+    intr = Intrinsics(fx=500.0, fy=480.0, cx=319.5, cy=239.5, width=640, height=480)
+    assert model_focal_px(intr, cfg) == pytest.approx(500.0 * w / 640)
+    assert model_focal_px(Intrinsics(500.0, 500.0, 0.0, 0.0, w, h), cfg) == pytest.approx(500.0)
+    assert model_focal_px(None, cfg) is None
+    assert model_focal_px(Intrinsics(0.0, 500.0, 320, 240, 640, 480), cfg) is None
+
+
+def test_camera_aware_backend_scales_with_intrinsics(tmp_path):
+    """A config JSON path with camera_aware_scale: depth follows the camera's focal length."""
+    data = json.loads((MODEL_CONFIG_DIR / "tiny-mirror.json").read_text())
+    data.update(name="tiny-mirror-cam", camera_aware_scale=True)
+    path = tmp_path / "tiny-mirror-cam.json"
+    path.write_text(json.dumps(data))
+    backend = _build(model=str(path))
+    cfg = backend.config
+    assert cfg.camera_aware_scale and cfg.name == "tiny-mirror-cam"
+    h, w = 240, 320
+    image = _image(h, w, seed=2)
+    # fx at the image size such that the model-size focal length is half the canonical one
+    # (halving never reaches the clamp, so the bilinear resize back commutes with the scale)
+    fx = 0.5 * cfg.canonical_focal_px * w / cfg.input_hw[1]
+    intr = Intrinsics(fx, fx, w / 2 - 0.5, h / 2 - 0.5, w, h)
+    plain = backend.infer(image)
+    scaled = backend.infer(image, intr)
+    assert plain.min() > 2 * cfg.min_depth
+    np.testing.assert_allclose(scaled, 0.5 * plain, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(backend.infer(image, Intrinsics(0, 0, 0, 0, w, h)), plain)
