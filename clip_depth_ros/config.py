@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 BACKBONE_CONFIG_DIR = MODEL_CONFIG_DIR / "backbones"
-METHODS = ("depthclip", "mirror")
+METHODS = ("depthclip", "mirror", "moa")
+BIN_SPACINGS = ("log", "linear")
 
 # OpenAI CLIP normalisation, the default of every open_clip model we use.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -57,6 +58,33 @@ class MirrorConfig:
 
 
 @dataclass
+class MoAConfig:
+    """MoA-DepthCLIP: Mixture-of-Adapters in the image tower, scene context, dual bins+regression.
+
+    The paper's sizes are for ViT-B/32 (width 768).  With ``reference_width`` set, expert_hidden
+    and gate_hidden are read as sizes for a tower of that width and scaled linearly to the
+    actual tower width (768 -> unchanged); null uses them as given.  The feature taps are
+    ``backbone.feature_layers``.
+    """
+
+    adapter_blocks: list[int] = field(default_factory=lambda: [2, 5, 8, 11])
+    n_experts: int = 4
+    expert_hidden: int = 64
+    gate_hidden: int = 128
+    gate_temperature: float = 2.0
+    reference_width: Optional[int] = 768
+    # Trailing transformer blocks the trainer unfreezes (adapters and head are always trained).
+    unfreeze_last_blocks: int = 4
+    scene_prompts: list[str] = field(default_factory=lambda: [
+        f"a photo of a {scene}" for scene in (
+            "kitchen", "bedroom", "living room", "office", "bathroom", "corridor", "classroom",
+            "street")])
+    n_bins: int = 128
+    bin_spacing: str = "log"  # bin centres between min_depth and max_depth: "log" or "linear"
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
+
+
+@dataclass
 class ModelConfig:
     """Everything that defines one depth model and its input/output contract."""
 
@@ -73,6 +101,7 @@ class ModelConfig:
     camera_aware_scale: bool = False
     depthclip: Optional[DepthCLIPConfig] = None
     mirror: Optional[MirrorConfig] = None
+    moa: Optional[MoAConfig] = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -83,6 +112,8 @@ class ModelConfig:
             self.depthclip = DepthCLIPConfig()
         if self.method == "mirror" and self.mirror is None:
             self.mirror = MirrorConfig()
+        if self.method == "moa" and self.moa is None:
+            self.moa = MoAConfig()
         if len(self.input_size) != 2 or min(self.input_size) <= 0:
             raise ConfigError(f"model '{self.name}': input_size must be [height, width] > 0, "
                               f"got {self.input_size}")
@@ -95,6 +126,8 @@ class ModelConfig:
             raise ConfigError(f"model '{self.name}': canonical_focal_px must be > 0")
         if self.depthclip is not None and len(self.depthclip.words) != len(self.depthclip.bins_m):
             raise ConfigError(f"model '{self.name}': depthclip needs one bin per word")
+        if self.moa is not None:
+            _check_moa(self.name, self.moa)
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -114,7 +147,8 @@ class ModelConfig:
         """Build a config from a dict, rejecting unknown keys with a clear message."""
         data = dict(data)
         _reject_unknown(cls, data, "model config")
-        nested = {"backbone": BackboneConfig, "depthclip": DepthCLIPConfig, "mirror": MirrorConfig}
+        nested = {"backbone": BackboneConfig, "depthclip": DepthCLIPConfig, "mirror": MirrorConfig,
+                  "moa": MoAConfig}
         for key, sub_cls in nested.items():
             if isinstance(data.get(key), dict):
                 _reject_unknown(sub_cls, data[key], f"'{key}' section")
@@ -123,6 +157,20 @@ class ModelConfig:
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"model config is incomplete: {exc}") from None
+
+
+def _check_moa(name: str, moa: MoAConfig) -> None:
+    """Reject MoA settings that would only fail (or silently degrade) once the model is built."""
+    if min(moa.n_experts, moa.expert_hidden, moa.gate_hidden) < 1 or moa.n_bins < 2 or moa.gate_temperature <= 0 or moa.unfreeze_last_blocks < 0:
+        raise ConfigError(f"model '{name}': moa needs n_experts, expert_hidden, gate_hidden >= 1, "
+                          "n_bins >= 2, gate_temperature > 0 and unfreeze_last_blocks >= 0")
+    if moa.reference_width is not None and moa.reference_width < 1:
+        raise ConfigError(f"model '{name}': moa reference_width must be >= 1 or null")
+    if moa.bin_spacing not in BIN_SPACINGS:
+        raise ConfigError(f"model '{name}': moa bin_spacing '{moa.bin_spacing}' is not one of "
+                          f"{', '.join(BIN_SPACINGS)}")
+    if not moa.scene_prompts or not moa.decoder_channels:
+        raise ConfigError(f"model '{name}': moa needs scene_prompts and decoder_channels")
 
 
 def _reject_unknown(cls: type, data: dict[str, Any], what: str) -> None:

@@ -16,6 +16,7 @@ from ..config import ModelConfig
 from .backbone import ImageEncoder, TextEncoder
 from .depthclip import DepthCLIPHead
 from .mirror import MirrorHead
+from .moa import MoAHead, adapt_image_encoder
 
 
 def build_head(config: ModelConfig, encoder: ImageEncoder, text_width: int) -> nn.Module:
@@ -25,6 +26,9 @@ def build_head(config: ModelConfig, encoder: ImageEncoder, text_width: int) -> n
     if config.method == "mirror":
         return MirrorHead(config.mirror, len(encoder.feature_layers), encoder.width,
                           encoder.embed_dim, text_width, encoder.patch_size, config.max_depth)
+    if config.method == "moa":
+        return MoAHead(config.moa, len(encoder.feature_layers), encoder.width, encoder.embed_dim,
+                       encoder.patch_size, config.min_depth, config.max_depth)
     raise ValueError(f"no head for method '{config.method}'")
 
 
@@ -35,6 +39,10 @@ class DepthModel(nn.Module):
                  text_encoder: Optional[TextEncoder]):
         super().__init__()
         self.config = config
+        if config.method == "moa":
+            # The tower arrives with its CLIP weights loaded under the original keys; adapters
+            # go in now, before any trained parts (which include them) are loaded.
+            adapt_image_encoder(image_encoder, config.moa)
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         text_width = text_encoder.width if text_encoder is not None else 0

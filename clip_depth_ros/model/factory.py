@@ -54,13 +54,18 @@ def resolve_config(name: Union[str, ModelConfig, None], weights: Optional[str]) 
         return recorded
     else:
         raise ConfigError("no model given: pass a model name/config or a weights file")
-    if recorded is not None and (recorded.method, recorded.backbone.name) != (
-            config.method, config.backbone.name):
+    if recorded is None:
+        return config
+    if (recorded.method, recorded.backbone.name) != (config.method, config.backbone.name):
         raise WeightsError(
             f"{weights} was trained for model '{recorded.name}' ({recorded.method} on "
             f"{recorded.backbone.name}), not '{config.name}' ({config.method} on "
             f"{config.backbone.name}); leave the model empty to use the recorded one")
-    return recorded if recorded is not None and recorded.name == config.name else config
+    if recorded != config:
+        # the weights were trained with the recorded settings (depth range, input size...)
+        log.warning("using the model config recorded with %s ('%s'), not '%s'", weights,
+                    recorded.name, config.name)
+    return recorded
 
 
 def _build_clip(config: ModelConfig, backbone_weights: Optional[str]) -> torch.nn.Module:
@@ -106,6 +111,8 @@ def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[s
     config = resolve_config(name, weights)
     clip = _build_clip(config, backbone_weights)
     tokenizer = _open_clip().get_tokenizer(config.backbone.name)
+    # Order matters for "moa": the backbone weights are in (original CLIP keys), DepthModel
+    # inserts the adapters, then load_weights can restore trained adapters with the rest.
     model = DepthModel(config, ImageEncoder(clip.visual, config.backbone.feature_layers),
                        TextEncoder(clip, tokenizer))
     if weights:
