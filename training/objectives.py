@@ -1,0 +1,75 @@
+"""What is trained and against what: trainable parameter groups and the per-method loss.
+
+Losses are computed per image and averaged over the batch, so a global batch split over N
+DDP processes gives the same loss and gradient as one process with the whole batch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from clip_depth_ros.model.depth_model import DepthModel
+from clip_depth_ros.model.trainable import trainable_parameter_groups
+
+from .losses import GradientMatchingLoss, MoASiLogLoss, SiLogLoss, bin_cross_entropy, l1_loss
+
+
+def trainable_groups(model: DepthModel,
+                     train_backbone: bool) -> tuple[dict[str, list[nn.Parameter]], list[str]]:
+    """({"backbone": [...], "head": [...]}, parts to checkpoint); sets requires_grad."""
+    groups = trainable_parameter_groups(model, apply=True)
+    if train_backbone:
+        model.image_encoder.requires_grad_(True)
+        head_ids = {id(p) for p in groups["head"]}
+        backbone = [p for p in model.image_encoder.parameters() if id(p) not in head_ids]
+    else:
+        backbone = groups.get("adapters", []) + groups.get("backbone", [])
+    head = groups["head"]
+    if not head and not backbone:
+        raise ValueError(f"method '{model.config.method}' has nothing to train")
+    parts = ["head"] + (["image_encoder"] if backbone else [])
+    return {"backbone": backbone, "head": head}, parts
+
+
+class DepthObjective:
+    """The loss of the model's method: SiLog for Mirror, the MoA composite for MoA."""
+
+    def __init__(self, model: DepthModel, loss: str = "auto", gradient_matching: float = 0.0):
+        self.model = model
+        self.config = model.config
+        self.kind = ("moa" if self.config.method == "moa" else "silog") if loss == "auto" else loss
+        self.silog = SiLogLoss()
+        self.moa_silog = MoASiLogLoss()
+        self.grad_weight = float(gradient_matching)
+        self.grad_match = GradientMatchingLoss() if self.grad_weight > 0 else None
+
+    def targets(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
+        """(depth target in the model's canonical camera, valid mask) on the device."""
+        depth = batch["depth"].to(device)
+        valid = batch["valid_mask"].to(device) & (depth > self.config.min_depth) \
+            & (depth <= self.config.max_depth)
+        if self.config.camera_aware_scale:
+            # learn depth as the canonical camera would see it: scale by canonical / f
+            scale = self.config.canonical_focal_px / batch["focal_px"].to(device)
+            depth = depth * scale.view(-1, 1, 1, 1)
+        return depth, valid
+
+    def __call__(self, pred: torch.Tensor, batch: dict[str, Any],
+                 device: torch.device) -> torch.Tensor:
+        """Mean over images of the per-image loss."""
+        target, valid = self.targets(batch, device)
+        losses = []
+        for i in range(pred.shape[0]):
+            p, t, m = pred[i:i + 1], target[i:i + 1], valid[i:i + 1]
+            if self.kind == "moa":
+                head = self.model.head
+                loss = (bin_cross_entropy(head.last_logits[i:i + 1], t, head.bin_centres, m)
+                        + l1_loss(p, t, m) + 0.5 * self.moa_silog(p, t, m))
+            else:
+                loss = self.silog(p, t, m)
+            if self.grad_match is not None:
+                loss = loss + self.grad_weight * self.grad_match(p, t, m)
+            losses.append(loss)
+        return torch.stack(losses).mean()
