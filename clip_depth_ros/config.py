@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 BACKBONE_CONFIG_DIR = MODEL_CONFIG_DIR / "backbones"
+BUNDLED_WEIGHTS_DIR = Path(__file__).parent / "models"
 METHODS = ("depthclip", "mirror", "moa")
 BIN_SPACINGS = ("log", "linear")
 
@@ -183,6 +184,19 @@ def _reject_unknown(cls: type, data: dict[str, Any], what: str) -> None:
 def list_models() -> list[str]:
     """Names of the bundled model configs."""
     return sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
+
+
+def resolve_weights(name_or_path: str) -> str:
+    """A weights path as given, or the bundled weights of that name (e.g. "demo-mirror")."""
+    if not name_or_path or Path(name_or_path).expanduser().exists():
+        return str(Path(name_or_path).expanduser()) if name_or_path else name_or_path
+    bundled = BUNDLED_WEIGHTS_DIR / f"{name_or_path}.safetensors"
+    return str(bundled) if bundled.is_file() else name_or_path
+
+
+def list_bundled_weights() -> list[str]:
+    """Names of the weights shipped inside the package."""
+    return sorted(p.stem for p in BUNDLED_WEIGHTS_DIR.glob("*.safetensors"))
 
 
 def get_model_config(name_or_path: str) -> ModelConfig:

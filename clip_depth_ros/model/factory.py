@@ -13,7 +13,8 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 import torch
 
-from ..config import BACKBONE_CONFIG_DIR, ConfigError, ModelConfig, get_model_config
+from ..config import (BACKBONE_CONFIG_DIR, ConfigError, ModelConfig, get_model_config,
+                      resolve_weights)
 from ..weights import (WeightsError, load_state_strict, load_tensor_file, read_sidecar,
                        save_tensor_file)
 from .backbone import ImageEncoder, TextEncoder
@@ -101,13 +102,15 @@ def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[s
     """Build a depth model.
 
     name: a bundled model name, a config JSON path or a ModelConfig (default: the config
-      recorded with ``weights``).  weights: trained parts (.safetensors + sidecar).
+      recorded with ``weights``).  weights: trained parts (.safetensors + sidecar), or the
+      name of weights bundled with the package (``clip-depth models`` lists them).
     backbone_weights: an open_clip pretrained tag, a local CLIP weights file, "random", or
       None for the config's own tag.  for_training keeps the text encoder and train mode;
       otherwise the text side is folded into a buffer and the text tower freed.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
+    weights = resolve_weights(weights) if weights else None
     config = resolve_config(name, weights)
     clip = _build_clip(config, backbone_weights)
     tokenizer = _open_clip().get_tokenizer(config.backbone.name)

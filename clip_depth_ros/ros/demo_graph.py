@@ -143,10 +143,11 @@ def _node_params(node: Any) -> dict[str, Any]:
         if future.done():
             values = future.result().values
             result["model"], result["weights"] = values[0].string_value, values[1].string_value
-    if result["model"]:
-        from ..config import get_model_config
-        try:
-            result["max_depth"] = get_model_config(result["model"]).max_depth
-        except ValueError:
-            pass
+    from ..model.factory import resolve_config
+    from ..config import resolve_weights
+    try:
+        config = resolve_config(result["model"] or None, resolve_weights(result["weights"]) or None)
+        result["model"], result["max_depth"] = config.name, config.max_depth
+    except (ValueError, RuntimeError):
+        pass
     return result
