@@ -12,6 +12,9 @@ from .base import DepthBackend
 
 _BACKENDS = {
     "torch": ("clip_depth_ros.backends.torch_backend", "TorchBackend", "torch"),
+    "onnxruntime": ("clip_depth_ros.backends.onnxruntime_backend", "OnnxRuntimeBackend",
+                    "onnxruntime"),
+    "tensorrt": ("clip_depth_ros.backends.tensorrt_backend", "TensorRTBackend", "tensorrt"),
 }
 
 

@@ -1,0 +1,176 @@
+"""TensorRT engine cache: keys, files and the load-or-build decision, in pure Python.
+
+Engines are not portable across TensorRT versions or GPUs, so an engine is stored as
+``<cache_dir>/<key>.engine`` next to ``<key>.json`` holding the fields the key was made from
+(ONNX file hash, input shape, precision, TensorRT version, GPU name, compute capability) and
+the engine's own hash.  An engine is only loaded when its stored fields equal the current
+ones and its bytes are intact; anything else (or a deserialisation failure) rebuilds it.
+TensorRT itself is behind :class:`EngineToolchain`, so this logic is testable without it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Protocol, Sequence, Union
+
+log = logging.getLogger("clip_depth_ros")
+
+DEFAULT_CACHE_DIR = "~/.cache/clip_depth_ros/engines"
+PRECISIONS = ("fp32", "fp16", "int8")
+KEY_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What an engine is bound to besides its graph: the TensorRT build and the GPU."""
+
+    trt_version: str
+    gpu_name: str
+    compute_capability: str  # "8.9"
+
+
+class EngineToolchain(Protocol):
+    """The TensorRT side of the cache (a fake one in tests)."""
+
+    def platform(self) -> Platform:
+        """TensorRT version, GPU name and compute capability of the device in use."""
+
+    def build(self, onnx_path: Path, precision: str) -> bytes:
+        """Build and serialise an engine for the ONNX graph (can take minutes)."""
+
+    def deserialize(self, data: bytes) -> Any:
+        """A runnable engine from serialised bytes; raises on failure."""
+
+
+@dataclass
+class CachedEngine:
+    """An engine ready to run, where it is stored and whether it was built just now."""
+
+    engine: Any
+    key: str
+    path: Path
+    built: bool
+
+
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    """sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def engine_key_fields(onnx_path: Union[str, os.PathLike], input_shape: Sequence[int],
+                      precision: str, trt_version: str, gpu_name: str,
+                      compute_capability: str) -> dict[str, Any]:
+    """Everything an engine depends on, as a JSON-able dict."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    return {"format": KEY_FORMAT, "onnx_sha256": file_sha256(onnx_path),
+            "input_shape": [int(d) for d in input_shape], "precision": precision,
+            "trt_version": str(trt_version), "gpu_name": str(gpu_name),
+            "compute_capability": str(compute_capability)}
+
+
+def key_of(fields: dict[str, Any]) -> str:
+    """The cache key (sha256 hex) of a fields dict."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def engine_cache_key(onnx_path: Union[str, os.PathLike], input_shape: Sequence[int],
+                     precision: str, trt_version: str, gpu_name: str,
+                     compute_capability: str) -> str:
+    """sha256 over the ONNX file bytes, input shape, precision, TensorRT version and GPU."""
+    return key_of(engine_key_fields(onnx_path, input_shape, precision, trt_version, gpu_name,
+                                    compute_capability))
+
+
+def cache_paths(cache_dir: Union[str, os.PathLike], key: str) -> tuple[Path, Path]:
+    """(<key>.engine, <key>.json) in the cache directory."""
+    root = Path(cache_dir).expanduser()
+    return root / f"{key}.engine", root / f"{key}.json"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_cached(engine_path: Path, meta_path: Path, key: str, fields: dict[str, Any],
+                 toolchain: EngineToolchain) -> Optional[Any]:
+    """The cached engine, or None (with the reason logged) when it must be rebuilt."""
+    if not engine_path.is_file() or not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("unreadable engine cache record %s (%s); rebuilding", meta_path, exc)
+        return None
+    if not isinstance(meta, dict) or meta.get("key") != key or meta.get("fields") != fields:
+        stored = meta.get("fields") if isinstance(meta, dict) else None
+        log.warning("cached engine %s was built for %s, not %s; rebuilding", engine_path,
+                    stored, fields)
+        return None
+    data = engine_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("engine_sha256"):
+        log.warning("cached engine %s is corrupt (hash mismatch); rebuilding", engine_path)
+        return None
+    try:
+        return toolchain.deserialize(data)
+    except Exception as exc:  # TensorRT reports a stale or foreign engine many ways
+        log.warning("cached engine %s failed to deserialise (%s); rebuilding", engine_path, exc)
+        return None
+
+
+def load_or_build(onnx_path: Union[str, os.PathLike], precision: str,
+                  cache_dir: Union[str, os.PathLike] = DEFAULT_CACHE_DIR, *,
+                  input_shape: Optional[Sequence[int]] = None,
+                  toolchain: Optional[EngineToolchain] = None) -> CachedEngine:
+    """The engine for this graph, precision and platform: from the cache when its stored key
+    matches and it deserialises, else built (and cached).  input_shape defaults to the one in
+    the ONNX metadata; toolchain defaults to TensorRT on the current CUDA device."""
+    onnx_path = Path(onnx_path).expanduser()
+    if toolchain is None:
+        from .tensorrt_backend import TensorRTToolchain
+        toolchain = TensorRTToolchain()
+    if input_shape is None:
+        from ..export_onnx import read_onnx_config
+        input_shape = (1, 3, *read_onnx_config(onnx_path).input_hw)
+    plat = toolchain.platform()
+    fields = engine_key_fields(onnx_path, input_shape, precision, plat.trt_version,
+                               plat.gpu_name, plat.compute_capability)
+    key = key_of(fields)
+    engine_path, meta_path = cache_paths(cache_dir, key)
+    engine = _load_cached(engine_path, meta_path, key, fields, toolchain)
+    if engine is not None:
+        log.info("loaded cached TensorRT engine %s", engine_path)
+        return CachedEngine(engine, key, engine_path, built=False)
+    log.warning("building a TensorRT engine for %s (%s, TensorRT %s, %s); a first build can "
+                "take minutes, later starts reuse %s", onnx_path.name, precision,
+                plat.trt_version, plat.gpu_name, engine_path)
+    start = time.monotonic()
+    data = bytes(toolchain.build(onnx_path, precision))
+    build_s = time.monotonic() - start
+    engine = toolchain.deserialize(data)  # a fresh engine that fails to load is a real error
+    _write_atomic(engine_path, data)
+    meta = {"key": key, "fields": fields, "engine_sha256": hashlib.sha256(data).hexdigest(),
+            "engine_bytes": len(data), "onnx": str(onnx_path), "build_s": round(build_s, 1),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    _write_atomic(meta_path, json.dumps(meta, indent=2).encode())  # written last: the commit
+    log.info("built TensorRT engine %s in %.1f s", engine_path, build_s)
+    return CachedEngine(engine, key, engine_path, built=True)

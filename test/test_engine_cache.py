@@ -1,0 +1,221 @@
+"""TensorRT engine cache, without TensorRT: keys, files, and when an engine is (not) loaded."""
+import hashlib
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clip_depth_ros.backends.engine_cache import (Platform, cache_paths, engine_cache_key,
+                                                  engine_key_fields, load_or_build)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPE = (1, 3, 192, 256)
+
+
+class FakeToolchain:
+    """Stands in for TensorRT: 'engines' are bytes naming what they were built by and for."""
+
+    def __init__(self, trt_version="10.3.0", gpu_name="NVIDIA Fake 4090", cc="8.9"):
+        self.plat = Platform(trt_version, gpu_name, cc)
+        self.builds, self.deserialized = [], []
+
+    def platform(self):
+        return self.plat
+
+    def build(self, onnx_path, precision):
+        self.builds.append((Path(onnx_path), precision))
+        digest = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()[:8]
+        plat = self.plat
+        fields = ("ENGINE", plat.trt_version, precision, digest, plat.gpu_name,
+                  plat.compute_capability)
+        return "|".join(fields).encode()
+
+    def deserialize(self, data):
+        self.deserialized.append(data)
+        parts = data.decode(errors="replace").split("|")
+        if parts[0] != "ENGINE" or parts[1] != self.plat.trt_version:
+            raise RuntimeError("engine built by another TensorRT")
+        if parts[4:] != [self.plat.gpu_name, self.plat.compute_capability]:
+            raise RuntimeError("engine built for another GPU")
+        return {"engine": data}
+
+
+@pytest.fixture
+def onnx_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"fake onnx graph bytes v1")
+    return path
+
+
+def _key(onnx_path, **overrides):
+    args = dict(input_shape=SHAPE, precision="fp16", trt_version="10.3.0",
+                gpu_name="NVIDIA Fake 4090", compute_capability="8.9")
+    args.update(overrides)
+    return engine_cache_key(onnx_path, **args)
+
+
+def test_key_changes_with_every_field(onnx_file, tmp_path):
+    other = tmp_path / "other.onnx"
+    other.write_bytes(b"fake onnx graph bytes v2")
+    keys = [_key(onnx_file), _key(other), _key(onnx_file, input_shape=(1, 3, 224, 224)),
+            _key(onnx_file, precision="fp32"), _key(onnx_file, precision="int8"),
+            _key(onnx_file, trt_version="10.4.0"), _key(onnx_file, gpu_name="NVIDIA Orin"),
+            _key(onnx_file, compute_capability="8.7")]
+    assert len(set(keys)) == len(keys)
+    assert all(len(k) == 64 and int(k, 16) >= 0 for k in keys)  # sha256 hex
+
+
+def test_key_depends_on_content_not_path(onnx_file, tmp_path):
+    copy = tmp_path / "sub" / "renamed.onnx"
+    copy.parent.mkdir()
+    copy.write_bytes(onnx_file.read_bytes())
+    assert _key(copy) == _key(onnx_file)
+    assert _key(onnx_file) == _key(onnx_file)
+
+
+def test_fields_record_everything(onnx_file):
+    fields = engine_key_fields(onnx_file, SHAPE, "fp16", "10.3.0", "GPU", "8.9")
+    assert fields["onnx_sha256"] == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    assert fields["input_shape"] == list(SHAPE) and fields["precision"] == "fp16"
+    assert (fields["trt_version"], fields["gpu_name"], fields["compute_capability"]) == \
+        ("10.3.0", "GPU", "8.9")
+    with pytest.raises(ValueError, match="precision"):
+        engine_key_fields(onnx_file, SHAPE, "bf16", "10.3.0", "GPU", "8.9")
+
+
+def test_builds_once_then_loads_from_cache(onnx_file, tmp_path, caplog):
+    cache, fake = tmp_path / "cache", FakeToolchain()
+    with caplog.at_level(logging.WARNING, logger="clip_depth_ros"):
+        first = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    assert first.built and len(fake.builds) == 1
+    assert "can take minutes" in caplog.text
+    engine_path, meta_path = cache_paths(cache, first.key)
+    assert first.path == engine_path and engine_path.is_file() and meta_path.is_file()
+    meta = json.loads(meta_path.read_text())
+    assert meta["key"] == first.key == _key(onnx_file)
+    assert meta["fields"]["trt_version"] == "10.3.0" and meta["fields"]["precision"] == "fp16"
+    second = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    assert not second.built and len(fake.builds) == 1
+    assert second.engine == first.engine
+    assert not list(cache.glob("*.tmp"))
+
+
+def test_other_platform_never_loads_the_cached_engine(onnx_file, tmp_path):
+    cache = tmp_path / "cache"
+    old = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=FakeToolchain())
+    for other in (FakeToolchain(trt_version="10.4.0"), FakeToolchain(gpu_name="NVIDIA Orin"),
+                  FakeToolchain(cc="8.7")):
+        new = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=other)
+        assert new.built and new.key != old.key and len(other.builds) == 1
+        assert old.path.read_bytes() not in other.deserialized
+    changed = load_or_build(onnx_file, "fp32", cache, input_shape=SHAPE, toolchain=FakeToolchain())
+    assert changed.built and changed.key != old.key
+
+
+def test_mismatching_stored_key_is_not_loaded(onnx_file, tmp_path):
+    cache, fake = tmp_path / "cache", FakeToolchain()
+    first = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    engine_path, meta_path = cache_paths(cache, first.key)
+    # an engine from another TensorRT, filed under this key (copied cache, bad tooling...)
+    foreign = b"ENGINE|9.9.9|fp16|deadbeef|NVIDIA Fake 4090|8.9"
+    engine_path.write_bytes(foreign)
+    meta = json.loads(meta_path.read_text())
+    meta["fields"]["trt_version"] = "9.9.9"
+    meta["engine_sha256"] = hashlib.sha256(foreign).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    fake.deserialized.clear()
+    again = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    assert again.built and len(fake.builds) == 2
+    assert foreign not in fake.deserialized  # never even handed to TensorRT
+    assert json.loads(meta_path.read_text())["fields"]["trt_version"] == "10.3.0"
+    assert engine_path.read_bytes() != foreign
+
+
+def test_corrupt_engine_file_triggers_rebuild(onnx_file, tmp_path):
+    cache, fake = tmp_path / "cache", FakeToolchain()
+    first = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    good = first.path.read_bytes()
+    first.path.write_bytes(good[: len(good) // 2])  # truncated
+    fake.deserialized.clear()
+    again = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    assert again.built and len(fake.builds) == 2
+    assert good[: len(good) // 2] not in fake.deserialized
+    assert first.path.read_bytes() == good
+
+
+def test_deserialisation_failure_triggers_rebuild(onnx_file, tmp_path):
+    cache, fake = tmp_path / "cache", FakeToolchain()
+    first = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    _, meta_path = cache_paths(cache, first.key)
+    # intact bytes that TensorRT refuses
+    stale = b"ENGINE|10.0.0|fp16|cafebabe|NVIDIA Fake 4090|8.9"
+    first.path.write_bytes(stale)
+    meta = json.loads(meta_path.read_text())
+    meta["engine_sha256"] = hashlib.sha256(stale).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+    again = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    assert stale in fake.deserialized and again.built and len(fake.builds) == 2
+    assert first.path.read_bytes() != stale
+
+
+@pytest.mark.parametrize("damage", ["garbled-json", "no-json", "json-list"])
+def test_damaged_record_triggers_rebuild(onnx_file, tmp_path, damage):
+    cache, fake = tmp_path / "cache", FakeToolchain()
+    first = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    _, meta_path = cache_paths(cache, first.key)
+    if damage == "garbled-json":
+        meta_path.write_text("{not json")
+    elif damage == "no-json":
+        meta_path.unlink()
+    else:
+        meta_path.write_text("[]")
+    again = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    assert again.built and len(fake.builds) == 2 and meta_path.is_file()
+
+
+def test_a_changed_onnx_file_rebuilds(onnx_file, tmp_path):
+    cache, fake = tmp_path / "cache", FakeToolchain()
+    first = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    onnx_file.write_bytes(b"re-exported graph")
+    again = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=fake)
+    assert again.built and again.key != first.key
+
+
+def test_input_shape_defaults_to_the_onnx_metadata(tmp_path):
+    pytest.importorskip("onnx")
+    import torch
+
+    from clip_depth_ros.export_onnx import export_onnx
+    from clip_depth_ros.model import create_model
+    torch.manual_seed(0)
+    path = export_onnx(create_model("tiny-depthclip", backbone_weights="random"),
+                       tmp_path / "model.onnx")
+    cached = load_or_build(path, "fp16", tmp_path / "cache", toolchain=FakeToolchain())
+    meta = json.loads(cache_paths(tmp_path / "cache", cached.key)[1].read_text())
+    assert meta["fields"]["input_shape"] == [1, 3, 192, 256]
+
+
+def test_cache_logic_imports_no_tensorrt():
+    script = ("import sys\nsys.path.insert(0, %r)\n"
+              "import clip_depth_ros.backends.engine_cache as ec\n"
+              "ec.engine_cache_key(sys.executable, (1, 3, 8, 8), 'fp16', "
+              "'10.0', 'gpu', '8.9')\n"
+              "print('LOADED:' + ','.join(sorted(m for m in sys.modules "
+              "if m.split('.')[0] in ('tensorrt', 'torch', 'onnxruntime'))))\n") % str(ROOT)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "LOADED:"
+
+
+def test_tensorrt_backend_without_tensorrt_says_what_to_install():
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
+    from clip_depth_ros.backends import create_backend
+    with pytest.raises(ImportError, match="install tensorrt") as info:
+        create_backend("tensorrt", onnx_path="model.onnx")
+    assert "JetPack" in str(info.value) and "pypi.nvidia.com" in str(info.value)
