@@ -1,0 +1,355 @@
+"""Offline depth for recordings: rosbag2 (sqlite3 or MCAP) in, a new bag with depth out.
+
+``clip-depth bag INPUT OUTPUT`` reads every Image or CompressedImage of one topic, runs a
+backend on it and writes, under the image's namespace (``/camera/image_raw`` -> ``/camera``):
+
+- ``<ns>/depth``              sensor_msgs/Image 32FC1, metres (REP 117/118)
+- ``<ns>/depth/camera_info``  the paired camera_info with K and P scaled to the depth image
+- ``<ns>/points``             sensor_msgs/PointCloud2 x y z (+ rgb), organized at stride 1
+
+Every output keeps the input image's header (stamp, frame_id) and its receive timestamp in the
+bag, exactly as the live node would publish it.  camera_info is paired as the node does:
+the one of nearest stamp within a tolerance, else the latest one recorded before the image.
+
+Pure Python: messages are (de)serialised with the ``rosbags`` typestore, never rclpy.
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .backends.base import DepthBackend
+from .geometry import Intrinsics
+from .image_codec import (POINTFIELD_FLOAT32, ConversionError, camera_info_fields,
+                          camera_info_to_intrinsics, cloud_layout, compressed_to_rgb8,
+                          encode_pixels, image_to_rgb8)
+from .pipeline import DepthPipeline, PipelineSettings
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+DEPTH_IMAGE, POINTS = IMAGE, "sensor_msgs/msg/PointCloud2"
+FORMATS = ("sqlite3", "mcap")
+
+
+class BagError(Exception):
+    """A problem with the input or output bag that stops the conversion (one-line message)."""
+
+
+def _rosbags() -> tuple[Any, Any, Any]:
+    """(Reader, Writer, typestore) from the optional ``rosbags`` package."""
+    try:
+        from rosbags.rosbag2 import Reader, Writer
+        from rosbags.typesys import Stores, get_typestore
+    except ImportError:
+        raise BagError("reading bags needs the 'rosbags' package: pip install rosbags "
+                       "(or clip_depth_ros[bags])") from None
+    return Reader, Writer, get_typestore(Stores.ROS2_KILTED)
+
+
+def image_namespace(image_topic: str) -> str:
+    """The camera namespace of an image topic: /camera/image_raw[/compressed] -> /camera."""
+    topic = image_topic.rstrip("/")
+    if topic.endswith("/compressed"):
+        topic = topic[: -len("/compressed")]
+    return topic.rsplit("/", 1)[0] if "/" in topic else ""
+
+
+def output_topics(image_topic: str) -> dict[str, str]:
+    """Output topic names for an image topic: depth, info, points."""
+    ns = image_namespace(image_topic)
+    return {"depth": f"{ns}/depth", "info": f"{ns}/depth/camera_info", "points": f"{ns}/points"}
+
+
+def stamp_ns(stamp: Any) -> int:
+    """A builtin_interfaces/Time as integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+class CameraInfoIndex:
+    """The bag's camera_info messages, paired with images the way the node pairs them."""
+
+    def __init__(self, tolerance_s: float):
+        self.tolerance_ns = int(round(tolerance_s * 1e9))
+        self._by_stamp: list[tuple[int, int, Any]] = []  # (stamp ns, receive ns, msg)
+        self._by_receipt: list[tuple[int, int, Any]] = []  # (receive ns, stamp ns, msg)
+        self._stamps: list[int] = []
+        self._receipts: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._by_stamp)
+
+    def add(self, msg: Any, received_ns: int) -> None:
+        """Record one camera_info with its receive timestamp (then call :meth:`finish`)."""
+        t = stamp_ns(msg.header.stamp)
+        self._by_stamp.append((t, received_ns, msg))
+        self._by_receipt.append((received_ns, t, msg))
+
+    def finish(self) -> None:
+        """Sort for lookups, once after the last add."""
+        self._by_stamp.sort(key=lambda item: item[:2])
+        self._by_receipt.sort(key=lambda item: item[:2])
+        self._stamps = [item[0] for item in self._by_stamp]
+        self._receipts = [item[0] for item in self._by_receipt]
+
+    def match(self, stamp: Any, received_ns: int) -> Optional[Any]:
+        """The camera_info of nearest stamp within tolerance, else the latest one received
+        before the image (or at the same time), else None."""
+        t = stamp_ns(stamp)
+        i = bisect.bisect_left(self._stamps, t)
+        near = [self._by_stamp[j] for j in (i - 1, i) if 0 <= j < len(self._stamps)]
+        if near:
+            best = min(near, key=lambda item: abs(item[0] - t))
+            if abs(best[0] - t) <= self.tolerance_ns:
+                return best[2]
+        j = bisect.bisect_right(self._receipts, received_ns)
+        return self._by_receipt[j - 1][2] if j else None
+
+
+@dataclass
+class BagJob:
+    """A checked conversion: what to read, where to write, which storage."""
+
+    source: Path
+    output: Path
+    image_topic: str
+    image_type: str
+    camera_info_topic: Optional[str]
+    storage: str
+    frame_count: int
+    topics: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BagReport:
+    """What a conversion did."""
+
+    frames: int = 0
+    depth: int = 0
+    camera_info: int = 0
+    points: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    first_problem: str = ""
+
+
+def _storage_of(reader: Any) -> str:
+    """'mcap' or 'sqlite3': the storage plugin of an open reader (directory or single file)."""
+    storages = getattr(reader.storage, "storages", None) or [reader.storage]
+    return "mcap" if "mcap" in type(storages[0]).__name__.lower() else "sqlite3"
+
+
+def prepare(source: str, output: str, image_topic: str = "/camera/image_raw",
+            camera_info_topic: str = "auto", storage: Optional[str] = None) -> BagJob:
+    """Check the input and output before any model is loaded; BagError says what is wrong."""
+    reader_cls, _, _ = _rosbags()
+    src, dst = Path(source), Path(output)
+    if not src.exists():
+        raise BagError(f"input bag not found: {src}")
+    if dst.exists():
+        raise BagError(f"output {dst} exists already; choose a new path (nothing is "
+                       "overwritten)")
+    if storage is not None and storage not in FORMATS:
+        raise BagError(f"unknown storage format {storage!r}; use one of {', '.join(FORMATS)}")
+    try:
+        with reader_cls(src) as reader:
+            topics = {name: info.msgtype for name, info in reader.topics.items()}
+            counts = {name: info.msgcount for name, info in reader.topics.items()}
+            detected = _storage_of(reader)
+    except Exception as exc:  # rosbags raises several types for unreadable bags
+        raise BagError(f"cannot read bag {src}: {exc}") from None
+    if image_topic not in topics:
+        images = [f"{t} ({m})" for t, m in sorted(topics.items()) if m in (IMAGE, COMPRESSED)]
+        raise BagError(f"bag {src} has no topic {image_topic}; its image topics: "
+                       f"{', '.join(images) if images else 'none'}")
+    if topics[image_topic] not in (IMAGE, COMPRESSED):
+        raise BagError(f"topic {image_topic} carries {topics[image_topic]}, an unsupported "
+                       f"message type; use a topic of {IMAGE} or {COMPRESSED}")
+    info_topic: Optional[str]
+    if camera_info_topic == "auto":
+        candidate = f"{image_namespace(image_topic)}/camera_info"
+        info_topic = candidate if topics.get(candidate) == CAMERA_INFO else None
+    elif camera_info_topic in ("", "none"):
+        info_topic = None
+    elif topics.get(camera_info_topic) != CAMERA_INFO:
+        infos = [t for t, m in sorted(topics.items()) if m == CAMERA_INFO]
+        what = topics.get(camera_info_topic, "missing")
+        raise BagError(f"camera_info topic {camera_info_topic} is {what}; the bag's "
+                       f"{CAMERA_INFO} topics: {', '.join(infos) if infos else 'none'}")
+    else:
+        info_topic = camera_info_topic
+    return BagJob(source=src, output=dst, image_topic=image_topic,
+                  image_type=topics[image_topic], camera_info_topic=info_topic,
+                  storage=storage or detected, frame_count=counts[image_topic],
+                  topics=output_topics(image_topic))
+
+
+class _Messages:
+    """Builds the output messages as rosbags objects, with the layouts the node publishes."""
+
+    def __init__(self, typestore: Any):
+        self.types = typestore.types
+
+    def depth(self, depth_m: np.ndarray, header: Any) -> Any:
+        name, pixels = encode_pixels(depth_m, "32FC1")
+        height, width = pixels.shape
+        return self.types[IMAGE](header=header, height=height, width=width, encoding=name,
+                                 is_bigendian=0, step=width * 4,
+                                 data=np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
+
+    def camera_info(self, intrinsics: Intrinsics, header: Any, template: Any) -> Any:
+        values = camera_info_fields(intrinsics, template)
+        roi = self.types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        return self.types[CAMERA_INFO](
+            header=header, height=values["height"], width=values["width"],
+            distortion_model=values["distortion_model"],
+            d=np.asarray(values["d"], dtype=np.float64), k=values["k"], r=values["r"],
+            p=values["p"], binning_x=0, binning_y=0, roi=roi)
+
+    def points(self, points_xyz: np.ndarray, rgb: Optional[np.ndarray], header: Any) -> Any:
+        cloud, names = cloud_layout(points_xyz, rgb)
+        height, width = cloud.shape[:2]
+        point_field = self.types["sensor_msgs/msg/PointField"]
+        fields = [point_field(name=n, offset=4 * i, datatype=POINTFIELD_FLOAT32, count=1)
+                  for i, n in enumerate(names)]
+        return self.types[POINTS](
+            header=header, height=height, width=width, fields=fields, is_bigendian=False,
+            point_step=4 * len(names), row_step=4 * len(names) * width,
+            data=np.ascontiguousarray(cloud).reshape(-1).view(np.uint8), is_dense=False)
+
+
+def _load_camera_infos(reader: Any, job: BagJob, typestore: Any,
+                       tolerance_s: float) -> CameraInfoIndex:
+    index = CameraInfoIndex(tolerance_s)
+    if job.camera_info_topic:
+        conns = [c for c in reader.connections if c.topic == job.camera_info_topic]
+        for conn, received_ns, raw in reader.messages(connections=conns):
+            index.add(typestore.deserialize_cdr(raw, conn.msgtype), received_ns)
+    index.finish()
+    return index
+
+
+def _decode(raw: bytes, msgtype: str, typestore: Any) -> tuple[Any, np.ndarray]:
+    """(message, HxWx3 uint8 RGB) of one serialised Image / CompressedImage."""
+    msg = typestore.deserialize_cdr(raw, msgtype)
+    return msg, compressed_to_rgb8(msg) if msgtype == COMPRESSED else image_to_rgb8(msg)
+
+
+def convert(job: BagJob, backend: DepthBackend, points: bool = True, points_rgb: bool = True,
+            stride: int = 1, tolerance_s: float = 0.01, progress: bool = True) -> BagReport:
+    """Run ``backend`` on every frame of ``job`` and write the new bag; bad frames are skipped
+    and counted in the report."""
+    reader_cls, writer_cls, typestore = _rosbags()
+    from rosbags.rosbag2 import StoragePlugin
+    from tqdm import tqdm
+    pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))))
+    build = _Messages(typestore)
+    report = BagReport()
+    plugin = StoragePlugin.MCAP if job.storage == "mcap" else StoragePlugin.SQLITE3
+    types = {"depth": DEPTH_IMAGE, "info": CAMERA_INFO, "points": POINTS}
+    with reader_cls(job.source) as reader, \
+            writer_cls(job.output, version=writer_cls.VERSION_LATEST,
+                       storage_plugin=plugin) as writer:
+        infos = _load_camera_infos(reader, job, typestore, tolerance_s)
+        out = {key: writer.add_connection(topic, types[key], typestore=typestore)
+               for key, topic in job.topics.items() if key != "points" or points}
+
+        def write(key: str, msg: Any, received_ns: int) -> None:
+            writer.write(out[key], received_ns, typestore.serialize_cdr(msg, types[key]))
+
+        conns = [c for c in reader.connections if c.topic == job.image_topic]
+        with tqdm(total=job.frame_count, unit="frame", desc="depth",
+                  disable=not progress) as bar:
+            for conn, received_ns, raw in reader.messages(connections=conns):
+                bar.update(1)
+                report.frames += 1
+                try:
+                    msg, rgb = _decode(raw, conn.msgtype, typestore)
+                except Exception as exc:  # a corrupt record: skip it, as the node skips one
+                    reason = "bad_image" if isinstance(exc, ConversionError) else "undecodable"
+                    report.skipped[reason] += 1
+                    report.first_problem = report.first_problem or f"{reason}: {exc}"
+                    continue
+                info = infos.match(msg.header.stamp, received_ns)
+                intrinsics = camera_info_to_intrinsics(info) if info is not None else None
+                result = pipeline.process(rgb, intrinsics, want_points=points,
+                                          want_rgb=points_rgb)
+                write("depth", build.depth(result.depth_m, msg.header), received_ns)
+                report.depth += 1
+                if result.intrinsics is not None:
+                    write("info", build.camera_info(result.intrinsics, msg.header, info),
+                          received_ns)
+                    report.camera_info += 1
+                if result.points_xyz is not None:
+                    write("points", build.points(result.points_xyz, result.points_rgb,
+                                                 msg.header), received_ns)
+                    report.points += 1
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `clip-depth bag` options."""
+    parser.add_argument("input", help="rosbag2 directory, or a single .mcap / .db3 file")
+    parser.add_argument("output", help="new bag directory (must not exist)")
+    parser.add_argument("--image-topic", default="/camera/image_raw",
+                        help="Image or CompressedImage topic (default: %(default)s)")
+    parser.add_argument("--camera-info-topic", default="auto",
+                        help="CameraInfo topic; 'auto' = <image ns>/camera_info when the bag "
+                             "has it, 'none' = depth only (default: %(default)s)")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--backbone-weights", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--points", action=argparse.BooleanOptionalAction, default=True,
+                        help="write <ns>/points (needs camera_info)")
+    parser.add_argument("--points-rgb", action=argparse.BooleanOptionalAction, default=True,
+                        help="xyzrgb points (else xyz)")
+    parser.add_argument("--stride", type=int, default=1,
+                        help="point cloud decimation: every Nth row and column (1 = organized "
+                             "cloud of the full image)")
+    parser.add_argument("--camera-info-tolerance", type=float, default=0.01,
+                        help="pair camera_info within this many seconds of the image stamp")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="storage of the output (default: the input's)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace,
+        backend_factory: Optional[Callable[..., DepthBackend]] = None) -> int:
+    """`clip-depth bag`: check, load the model, convert, print a summary; 2 on a clear error."""
+    if args.stride < 1:
+        print("clip-depth bag: error: --stride must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        job = prepare(args.input, args.output, args.image_topic, args.camera_info_topic,
+                      args.format)
+        if backend_factory is None:
+            from .backends import create_backend
+            backend_factory = create_backend
+        try:
+            backend = backend_factory("torch", model=args.model, weights=args.weights,
+                                      backbone_weights=args.backbone_weights,
+                                      device=args.device)
+        except Exception as exc:  # any load failure: one clear line, no traceback
+            raise BagError(f"could not load the model: {exc}") from None
+        if job.camera_info_topic is None:
+            print(f"no camera_info for {job.image_topic}: writing depth only, no points",
+                  file=sys.stderr)
+        report = convert(job, backend, points=args.points, points_rgb=args.points_rgb,
+                         stride=args.stride, tolerance_s=args.camera_info_tolerance,
+                         progress=not args.no_progress)
+    except BagError as exc:
+        print(f"clip-depth bag: error: {exc}", file=sys.stderr)
+        return 2
+    skipped = sum(report.skipped.values())
+    print(f"{report.frames} frames from {job.image_topic} -> {job.output} ({job.storage}): "
+          f"{report.depth} depth, {report.camera_info} camera_info, {report.points} points"
+          + (f"; skipped {skipped} ({report.first_problem})" if skipped else ""))
+    return 0
