@@ -28,7 +28,7 @@ def ros():
 
 
 def test_params_file_lists_every_parameter_with_its_default():
-    data = yaml.safe_load(PARAMS_FILE.read_text())["clip_depth_node"]["ros__parameters"]
+    data = yaml.safe_load(PARAMS_FILE.read_text())["/**/clip_depth_node"]["ros__parameters"]
     assert set(data) == {p.name for p in PARAMS}
     for spec in PARAMS:
         assert data[spec.name] == spec.default, spec.name
@@ -107,4 +107,23 @@ def test_compressed_input_transport(ros, tmp_path):
             log.read_text()
         depth = probe.messages("/jpeg/depth")[0]
         assert (depth.width, depth.height, depth.header.frame_id) == (64, 48, "cam")
+        probe.close()
+
+
+@pytest.mark.ros
+def test_params_file_applies_to_a_namespaced_node(ros, tmp_path):
+    from rcl_interfaces.srv import GetParameters
+    data = yaml.safe_load(PARAMS_FILE.read_text())
+    data["/**/clip_depth_node"]["ros__parameters"]["max_image_pixels"] = 12345
+    custom = tmp_path / "custom.yaml"
+    custom.write_text(yaml.safe_dump(data))
+    log = tmp_path / "node.log"
+    with node_process("--params-file", str(custom), namespace="/nsparams", log_path=log):
+        probe = Probe("nsparams_probe")
+        client = probe.node.create_client(GetParameters,
+                                          "/nsparams/clip_depth_node/get_parameters")
+        assert client.wait_for_service(timeout_sec=60), log.read_text()
+        future = client.call_async(GetParameters.Request(names=["max_image_pixels"]))
+        assert probe.wait_for(future.done, 10)
+        assert future.result().values[0].integer_value == 12345
         probe.close()

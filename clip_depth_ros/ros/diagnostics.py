@@ -36,7 +36,7 @@ def build_diagnostics(node: Any) -> DiagnosticArray:
     if any(k.startswith("rejected_") or k == "errors" for k in node.counts):
         level = DiagnosticStatus.WARN
         message = f"{message}; last problem: {node.last_error}"
-    status = DiagnosticStatus(level=level, name=f"{node.get_name()}: depth",
+    status = DiagnosticStatus(level=level, name=f"{node.get_fully_qualified_name()}: depth",
                               message=message, hardware_id=values.get("device", ""),
                               values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
     array = DiagnosticArray(status=[status])

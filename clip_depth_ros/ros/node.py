@@ -14,7 +14,8 @@ from typing import Any, Optional
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import create_backend
@@ -108,8 +109,13 @@ class DepthNode(LifecycleNode):
         kwargs = dict(model=self.p("model"), weights=self.p("weights") or None,
                       backbone_weights=self.p("backbone_weights") or None,
                       device=self.p("device"), precision=self.p("precision"))
-        if self.p("backend") == "torch":
+        if self.p("backend") in ("torch", "onnxruntime"):
             kwargs["threads"] = self.p("threads")
+        if self.p("backend") in ("onnxruntime", "tensorrt"):
+            kwargs.update(onnx_path=self.p("onnx_path") or None,
+                          cache_dir=self.p("engine_cache_dir"))
+        if self.p("backend") == "onnxruntime":
+            kwargs["providers"] = self.p("ort_providers")
         try:
             self._backend = create_backend(self.p("backend"), **kwargs)
         except Exception as exc:  # any load failure: one clear error, node stays up
@@ -173,19 +179,37 @@ class DepthNode(LifecycleNode):
                        else ReliabilityPolicy.BEST_EFFORT)
         out_qos = QoSProfile(depth=self.p("qos_output_depth"), history=HistoryPolicy.KEEP_LAST,
                              reliability=reliability)
+
+        def publisher(msg_type: type, topic: str, qos: Any) -> Any:
+            # A subscriber asking for more than we offer (transient_local, a deadline, ...)
+            # gets nothing: say so once per THROTTLE_S, count it, keep serving the others.
+            def incompatible(event: Any) -> None:
+                self.counts["qos_incompatible"] += event.total_count_change
+                self.get_logger().warning(
+                    f"a subscriber of {self.resolve_topic_name(topic)} requests an "
+                    "incompatible QoS "
+                    f"({qos_policy_name_from_kind(event.last_policy_kind)}); it receives "
+                    "nothing (`ros2 topic info -v` shows both sides)",
+                    throttle_duration_sec=THROTTLE_S)
+            return self.create_publisher(msg_type, topic, qos, event_callbacks=(
+                PublisherEventCallbacks(incompatible_qos=incompatible)))
         with self._io_lock:
             self._pubs = {
-                "depth": self.create_publisher(Image, "depth", out_qos),
-                "info": self.create_publisher(CameraInfo, "depth/camera_info", out_qos),
-                "points": self.create_publisher(PointCloud2, "points", out_qos),
-                "colored": self.create_publisher(Image, "depth/colored", out_qos),
-                "diag": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
+                "depth": publisher(Image, "depth", out_qos),
+                "info": publisher(CameraInfo, "depth/camera_info", out_qos),
+                "points": publisher(PointCloud2, "points", out_qos),
+                "colored": publisher(Image, "depth/colored", out_qos),
+                "diag": publisher(DiagnosticArray, "/diagnostics", 10),
             }
+            self._last_stamp_s: Optional[float] = None  # restarts with every (re)activation
+            # frames DDS lost before our callback (best effort) are counted too
+            lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
             if self.p("input_transport") == "compressed":
                 image_sub = self.create_subscription(CompressedImage, "image/compressed",
-                                                     self._on_image, in_qos)
+                                                     self._on_image, in_qos, event_callbacks=lost)
             else:
-                image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
+                image_sub = self.create_subscription(Image, "image", self._on_image, in_qos,
+                                                     event_callbacks=lost)
             self._subs = [image_sub, self.create_subscription(
                 CameraInfo, "camera_info", self._on_camera_info, in_qos)]
 
@@ -206,6 +230,9 @@ class DepthNode(LifecycleNode):
                          f"max_image_pixels={self.p('max_image_pixels')}")
             return
         self._slot.put((msg, time.monotonic()))
+
+    def _on_message_lost(self, event: Any) -> None:
+        self.counts["lost_in_transport"] += event.total_count_change
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._infos.append(msg)
@@ -266,6 +293,11 @@ class DepthNode(LifecycleNode):
         except ConversionError as exc:
             self._reject("bad_image", str(exc))
             return
+        stamp_s = stamp_seconds(msg.header.stamp)
+        if self._last_stamp_s is not None and stamp_s < self._last_stamp_s:
+            # a bag replayed in a loop or a driver restart: process it, but make it visible
+            self.counts["stamps_backwards"] += 1
+        self._last_stamp_s = stamp_s
         info, intrinsics = self._camera_intrinsics(msg.header)
         with self._io_lock:
             pubs = dict(self._pubs)

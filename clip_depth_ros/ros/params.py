@@ -50,10 +50,21 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backbone_weights", "", "open_clip pretrained tag (e.g. openai), a local CLIP "
               "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
               "for the model config's own tag."),
-    ParamSpec("backend", "torch", "Inference backend.",
-              choices=("torch",)),
-    ParamSpec("device", "cpu", "Torch device: cpu, cuda or cuda:N."),
-    ParamSpec("precision", "fp32", "Numeric precision.", choices=("fp32", "fp16", "bf16")),
+    ParamSpec("backend", "torch", "Inference backend (onnxruntime and tensorrt run the "
+              "exported ONNX graph).", choices=("torch", "onnxruntime", "tensorrt")),
+    ParamSpec("device", "cpu", "Device: cpu, cuda or cuda:N (tensorrt needs cuda)."),
+    ParamSpec("precision", "fp32", "Numeric precision (torch: all; onnxruntime: fp32, or fp16 "
+              "with its tensorrt provider; tensorrt: fp32 or fp16).",
+              choices=("fp32", "fp16", "bf16")),
+    ParamSpec("onnx_path", "", "onnxruntime/tensorrt: an exported .onnx (its metadata holds the "
+              "model config, so model/weights are not needed); empty = export model/weights "
+              "into engine_cache_dir on first use."),
+    ParamSpec("engine_cache_dir", "~/.cache/clip_depth_ros/engines", "Where onnxruntime/tensorrt "
+              "keep exported graphs and TensorRT engines (keyed by graph, precision, TensorRT "
+              "version and GPU; a first engine build can take minutes)."),
+    ParamSpec("ort_providers", "auto", "onnxruntime execution providers: auto follows `device`; "
+              "cuda = CUDA then CPU; tensorrt = TensorRT, CUDA, CPU (installed ones only).",
+              choices=("auto", "cpu", "cuda", "tensorrt")),
     ParamSpec("threads", 0, "CPU threads for inference; 0 = library default.",
               range=(0, 256, 1)),
     ParamSpec("input_transport", "raw", "Subscribe to `image` (raw) or `image/compressed`.",
