@@ -2,6 +2,8 @@
 
 clip-depth models                      list the bundled model configs
 clip-depth predict IMAGE [--model M --weights W --out depth.png]   depth for one image file
+clip-depth bag INPUT OUTPUT [--image-topic T ...]   depth, camera_info, points for a rosbag2
+clip-depth bench [--rate R | --find-peak]   live-graph latency / peak rate (source checkout)
 """
 from __future__ import annotations
 
@@ -49,6 +51,17 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bag_module():
+    from . import bag  # numpy/cv2 only at import; rosbags and torch load when a bag runs
+    return bag
+
+
+def _no_bench(args: argparse.Namespace) -> int:
+    print("clip-depth bench needs the source checkout's benchmarks/ folder: run it from the "
+          "repository root (python -m benchmarks.live_graph ...)", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The clip-depth argument parser."""
     parser = argparse.ArgumentParser(prog="clip-depth", description=__doc__.splitlines()[0])
@@ -62,6 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--device", default="cpu")
     pred.add_argument("--out", default="depth.png")
     pred.set_defaults(func=_predict)
+    bag = sub.add_parser("bag", help="depth (+ camera_info, points) for a rosbag2 recording")
+    _bag_module().add_arguments(bag)
+    bag.set_defaults(func=_bag_module().run)
+    try:  # the live-graph benchmark ships with the source tree (benchmarks/), not the wheel
+        from benchmarks.live_graph import add_subcommand
+    except ImportError:
+        sub.add_parser("bench", help="live-graph benchmark (run from a source checkout)") \
+            .set_defaults(func=_no_bench)
+    else:
+        add_subcommand(sub)
     return parser
 
 
