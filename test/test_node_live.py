@@ -130,7 +130,7 @@ def test_diagnostics_report_rates_backend_and_model(graph):
     assert probe.wait_for(lambda: len(probe.messages("/diagnostics")) >= 2, 10)
     status = probe.messages("/diagnostics")[-1].status[0]
     values = {kv.key: kv.value for kv in status.values}
-    assert values["backend"] == "torch" and values["model"] == "tiny-mirror"
+    assert values["backend"] == "torch" and values["model"] == "demo-mirror"
     assert int(values["frames_processed"]) >= 2
     for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "frames_dropped"):
         assert key in values
@@ -149,7 +149,7 @@ def _set_param(probe: Probe, name: str, value: ParameterValue):
 def test_runtime_parameters_apply_and_fixed_ones_are_refused(graph):
     probe = graph["probe"]
     fixed = _set_param(probe, "model", ParameterValue(type=ParameterType.PARAMETER_STRING,
-                                                      string_value="tiny-depthclip"))
+                                                      string_value="tiny-mirror"))
     assert not fixed.successful and "fixed" in fixed.reason
     bad = _set_param(probe, "colormap", ParameterValue(type=ParameterType.PARAMETER_STRING,
                                                        string_value="rainbow-unicorn"))

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +31,13 @@ from .objectives import DepthObjective, trainable_groups
 from .validate import validate
 
 log = logging.getLogger("training")
+
+
+def training_command() -> str:
+    """The command line that reproduces this run (argv[0] is a file path under `-m`)."""
+    args = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    launcher = "torchrun -m" if "LOCAL_RANK" in os.environ else "python -m"
+    return f"{launcher} training.train {args}".strip()
 
 
 class SkipSampler(Sampler):
@@ -133,7 +141,7 @@ class Trainer:
         if self.rank == 0:
             state = {"optimizer": self.optimizer.state_dict(),
                      "scheduler": self.scheduler.state_dict()}
-            meta = {"train_config": self.cfg.to_dict(), "command": " ".join(sys.argv)}
+            meta = {"train_config": self.cfg.to_dict(), "command": training_command()}
             folder = save_checkpoint(self.ckpt_dir, self.model, self.parts, state,
                                      self.progress, meta)
         if self.world > 1:

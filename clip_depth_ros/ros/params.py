@@ -43,10 +43,12 @@ class ParamSpec:
 
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("model", "tiny-mirror", "Bundled model name (see `clip-depth models`) or path to a "
-              "model config JSON; empty = the config recorded with `weights`."),
-    ParamSpec("weights", "", "Trained parts (.safetensors with its .json sidecar); empty = no "
-              "trained parts (random head: for plumbing tests only)."),
+    ParamSpec("model", "", "Bundled model name (see `clip-depth models`) or path to a model "
+              "config JSON; empty = the config recorded with `weights`."),
+    ParamSpec("weights", "demo-mirror", "Trained parts: a .safetensors file (with its .json "
+              "sidecar) or the name of bundled weights (demo-mirror: the small demo model "
+              "trained on synthetic rooms); empty = no trained parts (random head: plumbing "
+              "only)."),
     ParamSpec("backbone_weights", "", "open_clip pretrained tag (e.g. openai), a local CLIP "
               "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
               "for the model config's own tag."),
