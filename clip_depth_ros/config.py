@@ -86,6 +86,23 @@ class MoAConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """LoRA on the image tower through ``peft``, inserted after the backbone weights are loaded.
+
+    ``targets`` name layers inside the tower's blocks (suffixes of module names):
+    "attn.in_proj" -- q/k/v of open_clip's nn.MultiheadAttention (its raw in_proj_weight, via
+    peft target_parameters; no dropout there); "attn" -- peft's MultiheadAttention layer, which
+    adapts in_proj and out_proj together; "mlp.c_fc" / "mlp.c_proj" -- the MLP Linears; or any
+    Linear's name suffix in another tower (e.g. "token_mixer.qkv" in FastViT).  Scale alpha/rank.
+    """
+
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: list[str] = field(default_factory=lambda: ["attn.in_proj"])
+
+
+@dataclass
 class ModelConfig:
     """Everything that defines one depth model and its input/output contract."""
 
@@ -103,6 +120,8 @@ class ModelConfig:
     depthclip: Optional[DepthCLIPConfig] = None
     mirror: Optional[MirrorConfig] = None
     moa: Optional[MoAConfig] = None
+    # LoRA adaptation of the image tower (any method); None: no LoRA.
+    lora: Optional[LoRAConfig] = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -129,6 +148,8 @@ class ModelConfig:
             raise ConfigError(f"model '{self.name}': depthclip needs one bin per word")
         if self.moa is not None:
             _check_moa(self.name, self.moa)
+        if self.lora is not None:
+            _check_lora(self.name, self.lora)
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -149,7 +170,7 @@ class ModelConfig:
         data = dict(data)
         _reject_unknown(cls, data, "model config")
         nested = {"backbone": BackboneConfig, "depthclip": DepthCLIPConfig, "mirror": MirrorConfig,
-                  "moa": MoAConfig}
+                  "moa": MoAConfig, "lora": LoRAConfig}
         for key, sub_cls in nested.items():
             if isinstance(data.get(key), dict):
                 _reject_unknown(sub_cls, data[key], f"'{key}' section")
@@ -172,6 +193,24 @@ def _check_moa(name: str, moa: MoAConfig) -> None:
                           f"{', '.join(BIN_SPACINGS)}")
     if not moa.scene_prompts or not moa.decoder_channels:
         raise ConfigError(f"model '{name}': moa needs scene_prompts and decoder_channels")
+
+
+def _check_lora(name: str, lora: LoRAConfig) -> None:
+    """Reject LoRA settings peft would refuse late or, worse, accept and silently ignore."""
+    if lora.rank < 1 or lora.alpha <= 0 or not 0 <= lora.dropout < 1 or not lora.targets:
+        raise ConfigError(f"model '{name}': lora needs rank >= 1, alpha > 0, 0 <= dropout < 1 "
+                          "and at least one target")
+    targets = set(lora.targets)
+    if "attn.out_proj" in targets:
+        # nn.MultiheadAttention never calls out_proj.forward: a LoRA there would do nothing
+        raise ConfigError(f"model '{name}': lora target 'attn.out_proj' would be ignored by "
+                          "nn.MultiheadAttention; use 'attn' (in_proj and out_proj together)")
+    if {"attn", "attn.in_proj"} <= targets:
+        raise ConfigError(f"model '{name}': lora targets 'attn' and 'attn.in_proj' overlap "
+                          "('attn' already adapts in_proj)")
+    if "attn.in_proj" in targets and lora.dropout > 0:
+        raise ConfigError(f"model '{name}': lora target 'attn.in_proj' (a raw parameter) "
+                          "supports no dropout in peft; set dropout 0 or target 'attn'")
 
 
 def _reject_unknown(cls: type, data: dict[str, Any], what: str) -> None:

@@ -1,6 +1,7 @@
 """open_clip towers wrapped for dense prediction: image feature taps and a text encoder.
 
-The image side reads patch-token grids through ``visual.forward_intermediates`` (no hooks).
+The image side reads patch-token grids through ``visual.forward_intermediates`` (no hooks);
+timm towers (convolutional / hybrid, e.g. MobileCLIP) have their own encoder in conv_backbone.py.
 The text side is only needed while a text embedding is being computed (model build,
 export, Mirror training); inference keeps the resulting embedding as a buffer instead.
 """
@@ -20,7 +21,8 @@ class ImageEncoder(nn.Module):
         super().__init__()
         if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "transformer"):
             raise TypeError(f"backbone vision tower {type(visual).__name__} is not a ViT with "
-                            "forward_intermediates; convolutional towers need their own taps")
+                            "forward_intermediates; timm towers (e.g. MobileCLIP) go through "
+                            "conv_backbone.ConvImageEncoder, other towers are not supported")
         self.visual = visual
         n_blocks = len(visual.transformer.resblocks)
         layers = sorted({i % n_blocks for i in feature_layers})
@@ -33,6 +35,9 @@ class ImageEncoder(nn.Module):
         self.embed_dim = int(visual.proj.shape[1]) if visual.proj is not None else self.width
         patch = visual.patch_size
         self.patch_size = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+        # per-tap channels and strides, the interface shared with ConvImageEncoder
+        self.tap_channels = [self.width] * len(layers)
+        self.tap_strides = [self.patch_size] * len(layers)
 
     def feature_maps(self, image: torch.Tensor, normalize: bool = False) -> list[torch.Tensor]:
         """Patch-token maps (B, width, H/p, W/p), one per feature layer, shallow to deep."""
@@ -47,19 +52,25 @@ class ImageEncoder(nn.Module):
             return feature_map
         return torch.einsum("bchw,cd->bdhw", feature_map, self.visual.proj)
 
+    def reparameterize(self) -> None:
+        """Nothing to fuse in a ViT (kept for the interface shared with ConvImageEncoder)."""
+
 
 class TextEncoder(nn.Module):
     """The open_clip text tower: prompts or raw token embeddings in, joint-space vectors out."""
 
     def __init__(self, clip_model: nn.Module, tokenizer):
         super().__init__()
-        self.token_embedding = clip_model.token_embedding
-        self.positional_embedding = clip_model.positional_embedding
-        self.transformer = clip_model.transformer
-        self.ln_final = clip_model.ln_final
-        self.text_projection = clip_model.text_projection
-        self.register_buffer("attn_mask", clip_model.attn_mask, persistent=False)
-        self.pool_type = clip_model.text_pool_type
+        # CustomTextCLIP (e.g. MobileCLIP) keeps its text tower in .text; CLIP holds it inline
+        tower = clip_model.text if isinstance(getattr(clip_model, "text", None), nn.Module) \
+            else clip_model
+        self.token_embedding = tower.token_embedding
+        self.positional_embedding = tower.positional_embedding
+        self.transformer = tower.transformer
+        self.ln_final = tower.ln_final
+        self.text_projection = tower.text_projection
+        self.register_buffer("attn_mask", tower.attn_mask, persistent=False)
+        self.pool_type = getattr(tower, "text_pool_type", None) or tower.pool_type
         self.tokenizer = tokenizer
         self.width = int(self.token_embedding.weight.shape[1])
         self.context_length = int(self.positional_embedding.shape[0])

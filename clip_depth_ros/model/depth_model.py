@@ -2,7 +2,9 @@
 
 ``forward(image)`` returns depth in the canonical camera (metres, clamped to the config's
 range); ``infer(image, f_px)`` turns that into metric depth for the actual camera.  Device
-choice, image decoding and resizing live in the backends, never here.
+choice, image decoding and resizing live in the backends, never here.  Before inference or
+export, ``merge_lora`` folds LoRA adapters into the tower and ``reparameterize`` fuses
+MobileOne-style branches of convolutional towers (the factory does both for inference builds).
 """
 from __future__ import annotations
 
@@ -13,36 +15,42 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from .backbone import ImageEncoder, TextEncoder
+from .backbone import TextEncoder
 from .depthclip import DepthCLIPHead
+from .lora import apply_lora, has_lora, merge_lora
 from .mirror import MirrorHead
 from .moa import MoAHead, adapt_image_encoder
 
 
-def build_head(config: ModelConfig, encoder: ImageEncoder, text_width: int) -> nn.Module:
+def build_head(config: ModelConfig, encoder: nn.Module, text_width: int) -> nn.Module:
     """The head for the config's method."""
     if config.method == "depthclip":
         return DepthCLIPHead(config.depthclip, encoder.embed_dim)
     if config.method == "mirror":
-        return MirrorHead(config.mirror, len(encoder.feature_layers), encoder.width,
-                          encoder.embed_dim, text_width, encoder.patch_size, config.max_depth)
+        return MirrorHead(config.mirror, encoder.tap_channels, encoder.embed_dim, text_width,
+                          encoder.patch_size, config.max_depth, encoder.tap_strides)
     if config.method == "moa":
-        return MoAHead(config.moa, len(encoder.feature_layers), encoder.width, encoder.embed_dim,
+        return MoAHead(config.moa, encoder.tap_channels, encoder.embed_dim,
                        encoder.patch_size, config.min_depth, config.max_depth)
     raise ValueError(f"no head for method '{config.method}'")
 
 
 class DepthModel(nn.Module):
-    """CLIP image encoder + a depth head; the text encoder is optional after build."""
+    """CLIP image encoder + a depth head; the text encoder is optional after build.
 
-    def __init__(self, config: ModelConfig, image_encoder: ImageEncoder,
+    image_encoder: an ImageEncoder (ViT) or a ConvImageEncoder (timm tower).
+    """
+
+    def __init__(self, config: ModelConfig, image_encoder: nn.Module,
                  text_encoder: Optional[TextEncoder]):
         super().__init__()
         self.config = config
+        # The tower arrives with its CLIP weights loaded under the original keys; adapters
+        # (MoA, LoRA) go in now, before any trained parts (which include them) are loaded.
         if config.method == "moa":
-            # The tower arrives with its CLIP weights loaded under the original keys; adapters
-            # go in now, before any trained parts (which include them) are loaded.
             adapt_image_encoder(image_encoder, config.moa)
+        if config.lora is not None:
+            apply_lora(image_encoder, config.lora)
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         text_width = text_encoder.width if text_encoder is not None else 0
@@ -72,6 +80,27 @@ class DepthModel(nn.Module):
         super().train(mode)
         if was_training and not mode and self.head.learns_text and self.text_encoder is not None:
             self.refresh_text_embedding()
+        return self
+
+    @property
+    def has_lora(self) -> bool:
+        """Whether unmerged LoRA adapters are in the image tower."""
+        return has_lora(self.image_encoder)
+
+    def merge_lora(self) -> bool:
+        """Fold LoRA into the tower's base weights (peft merge_and_unload); False if none."""
+        return merge_lora(self.image_encoder)
+
+    def reparameterize(self) -> "DepthModel":
+        """Fuse the tower's train-time branches and BatchNorms for inference (no-op for ViTs).
+
+        Eval mode only (BatchNorm folds its running statistics).  The fused tower has other
+        state-dict keys: save trained image_encoder weights before, export after.
+        """
+        if self.training:
+            raise RuntimeError("reparameterize an eval-mode model (BatchNorm statistics are "
+                               "folded into the convolutions)")
+        self.image_encoder.reparameterize()
         return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -35,11 +35,19 @@ class DepthCLIPHead(nn.Module):
         """Normalised prompt embeddings (n_bins, D)."""
         return text.encode_prompts(self.prompts())
 
-    def forward(self, encoder: ImageEncoder, image: torch.Tensor,
-                text_embedding: torch.Tensor) -> torch.Tensor:
-        """Depth (B, 1, h, w) at patch resolution, in the bins' units (metres)."""
+    def bin_probabilities(self, encoder: ImageEncoder, image: torch.Tensor,
+                          text_embedding: torch.Tensor) -> torch.Tensor:
+        """Softmax over the depth bins per patch, (B, n_bins, h, w) at patch resolution.
+
+        Depth is linear in these (``forward``), which is what bin calibration fits against.
+        """
         tokens = encoder.feature_maps(image, normalize=True)[-1]
         dense = F.normalize(encoder.project(tokens), dim=1)
         logits = torch.einsum("bdhw,kd->bkhw", dense, text_embedding.to(dense.dtype))
-        probs = torch.softmax(logits / self.temperature, dim=1)
+        return torch.softmax(logits / self.temperature, dim=1)
+
+    def forward(self, encoder: ImageEncoder, image: torch.Tensor,
+                text_embedding: torch.Tensor) -> torch.Tensor:
+        """Depth (B, 1, h, w) at patch resolution, in the bins' units (metres)."""
+        probs = self.bin_probabilities(encoder, image, text_embedding)
         return torch.einsum("bkhw,k->bhw", probs, self.bins_m.to(probs.dtype)).unsqueeze(1)

@@ -6,6 +6,7 @@ sidecar and are checked key by key.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -17,7 +18,8 @@ from ..config import (BACKBONE_CONFIG_DIR, ConfigError, ModelConfig, get_model_c
                       resolve_weights)
 from ..weights import (WeightsError, load_state_strict, load_tensor_file, read_sidecar,
                        save_tensor_file)
-from .backbone import ImageEncoder, TextEncoder
+from .backbone import TextEncoder
+from .conv_backbone import build_image_encoder
 from .depth_model import DepthModel
 
 log = logging.getLogger("clip_depth_ros")
@@ -69,8 +71,10 @@ def resolve_config(name: Union[str, ModelConfig, None], weights: Optional[str]) 
     return recorded
 
 
-def _build_clip(config: ModelConfig, backbone_weights: Optional[str]) -> torch.nn.Module:
-    """The open_clip model with backbone weights from a tag, a local file, or random init."""
+def _build_clip(config: ModelConfig, backbone_weights: Optional[str],
+                image_tower_in_weights: bool = False) -> torch.nn.Module:
+    """The open_clip model with backbone weights from a tag, a local file, or random init
+    (expected, and not warned about, when the trained parts include the image tower)."""
     open_clip = _open_clip()
     source = config.backbone.pretrained if backbone_weights is None else backbone_weights
     is_file = bool(source) and (Path(source).suffix in _WEIGHT_SUFFIXES or os.path.exists(source))
@@ -90,7 +94,7 @@ def _build_clip(config: ModelConfig, backbone_weights: Optional[str]) -> torch.n
         from open_clip.model import resize_pos_embed
         resize_pos_embed(state, clip)  # checkpoints at 224 px into a model at another size
         load_state_strict(clip, state, f"backbone weights {source}")
-    elif tag is None:
+    elif tag is None and not image_tower_in_weights:
         log.warning("backbone %s has random weights (no pretrained tag or weights file)",
                     config.backbone.name)
     return clip
@@ -105,18 +109,24 @@ def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[s
       recorded with ``weights``).  weights: trained parts (.safetensors + sidecar), or the
       name of weights bundled with the package (``clip-depth models`` lists them).
     backbone_weights: an open_clip pretrained tag, a local CLIP weights file, "random", or
-      None for the config's own tag.  for_training keeps the text encoder and train mode;
-      otherwise the text side is folded into a buffer and the text tower freed.
+      None for the config's own tag.  for_training keeps the text encoder and train mode
+      (LoRA unmerged); otherwise the text side is folded into a buffer, the text tower freed,
+      LoRA merged into the tower and a convolutional tower reparameterised.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
     weights = resolve_weights(weights) if weights else None
     config = resolve_config(name, weights)
-    clip = _build_clip(config, backbone_weights)
+    sidecar = read_sidecar(weights) if weights else {}
+    parts = sidecar.get("parts", [])
+    if backbone_weights is None:
+        # the backbone the parts were trained on (a tag or file), unless the caller says otherwise
+        backbone_weights = sidecar.get("metadata", {}).get("backbone_weights")
+    clip = _build_clip(config, backbone_weights, "image_encoder" in parts)
     tokenizer = _open_clip().get_tokenizer(config.backbone.name)
-    # Order matters for "moa": the backbone weights are in (original CLIP keys), DepthModel
-    # inserts the adapters, then load_weights can restore trained adapters with the rest.
-    model = DepthModel(config, ImageEncoder(clip.visual, config.backbone.feature_layers),
+    # Order matters for "moa" and LoRA: the backbone weights are in (original CLIP keys),
+    # DepthModel inserts the adapters, then load_weights can restore trained adapters.
+    model = DepthModel(config, build_image_encoder(clip.visual, config.backbone.feature_layers),
                        TextEncoder(clip, tokenizer))
     if weights:
         load_weights(model, weights)
@@ -127,7 +137,9 @@ def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[s
     else:
         model.drop_text_encoder()
         model.eval()
-        model.requires_grad_(False)
+        model.merge_lora()
+        model.reparameterize()
+        model.requires_grad_(False)  # after both: fused / merged weights are new Parameters
     return model.to(device=device, dtype=PRECISIONS[precision])
 
 
@@ -147,7 +159,13 @@ def save_weights(model: DepthModel, path: Union[str, os.PathLike],
     if model.text_encoder is not None:
         model.refresh_text_embedding()  # the folded embedding must match the saved prompt
     parts = list(parts)
-    sidecar = {"config": model.config.to_dict(), "parts": parts, "metadata": dict(metadata or {})}
+    config = model.config
+    if "image_encoder" in parts and getattr(model.image_encoder, "reparameterized", False):
+        raise WeightsError("the image tower is reparameterised (fused for inference): its keys "
+                           "fit no fresh build; save from a for_training model")
+    if config.lora is not None and not model.has_lora:
+        config = dataclasses.replace(config, lora=None)  # merged: a plain tower now
+    sidecar = {"config": config.to_dict(), "parts": parts, "metadata": dict(metadata or {})}
     return save_tensor_file(trained_state(model, parts), path, sidecar)
 
 

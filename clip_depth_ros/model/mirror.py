@@ -4,10 +4,13 @@ The "mirror" is an s x d_token matrix fed to the frozen text encoder in place of
 embeddings; its pooled output e conditions a compact deconvolutional decoder over the
 patch-token grids (FiLM: gamma, beta = linear maps of e at every stage).  Where the paper is
 silent the choices are config fields (see METHODS.md).  In eval mode e is a constant buffer.
+Taps at the deepest stride (all of a ViT's) are summed before the first stage; shallower taps
+of a convolutional tower join, U-Net style, the stage whose input has their stride.
 """
 from __future__ import annotations
 
 import math
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +45,9 @@ class MirrorHead(nn.Module):
 
     learns_text = True
 
-    def __init__(self, config: MirrorConfig, n_taps: int, width: int, embed_dim: int,
-                 text_width: int, patch_size: int, max_depth: float):
+    def __init__(self, config: MirrorConfig, tap_channels: Sequence[int], embed_dim: int,
+                 text_width: int, patch_size: int, max_depth: float,
+                 tap_strides: Optional[Sequence[int]] = None):
         super().__init__()
         self.config = config
         self.max_depth = float(max_depth)
@@ -55,9 +59,16 @@ class MirrorHead(nn.Module):
             raise ValueError(f"patch size {patch_size} is not a power of two")
         # one x2 stage per halving of the patch size; repeat the last width if needed
         channels = (channels + [channels[-1]] * n_up)[:n_up]
-        self.taps = nn.ModuleList(nn.Conv2d(width, channels[0], kernel_size=1)
-                                  for _ in range(n_taps))
         ins = [channels[0]] + channels[:-1]
+        strides = [patch_size] * len(tap_channels) if tap_strides is None else list(tap_strides)
+        # the decoder stage each tap joins: its input has the tap's stride
+        self.tap_stages = [int(round(math.log2(patch_size / s))) for s in strides]
+        if any(not 0 <= k < n_up or patch_size != s * 2 ** k
+               for k, s in zip(self.tap_stages, strides)):
+            raise ValueError(f"tap strides {strides} do not fit a decoder from stride "
+                             f"{patch_size} in x2 steps")
+        self.taps = nn.ModuleList(nn.Conv2d(c, ins[k], kernel_size=1)
+                                  for c, k in zip(tap_channels, self.tap_stages))
         self.stages = nn.ModuleList(FiLMUpBlock(i, o, embed_dim) for i, o in zip(ins, channels))
         self.out = nn.Conv2d(channels[-1], 1, kernel_size=3, padding=1)
 
@@ -69,8 +80,24 @@ class MirrorHead(nn.Module):
                 text_embedding: torch.Tensor) -> torch.Tensor:
         """Depth (B, 1, H, W) in metres at (about) the input resolution."""
         maps = encoder.feature_maps(image)
-        x = sum(tap(m) for tap, m in zip(self.taps, maps))
+        x = self._join_taps(None, maps, 0)
         emb = text_embedding.to(x.dtype)
-        for stage in self.stages:
-            x = stage(x, emb)
+        for k, stage in enumerate(self.stages):
+            x = stage(self._join_taps(x, maps, k) if k else x, emb)
         return torch.sigmoid(self.out(x)) * self.max_depth
+
+    def _join_taps(self, x: Optional[torch.Tensor], maps: list[torch.Tensor],
+                   stage: int) -> torch.Tensor:
+        """x plus the projected taps that join the decoder at ``stage``."""
+        for tap, fmap, k in zip(self.taps, maps, self.tap_stages):
+            if k != stage:
+                continue
+            y = tap(fmap)
+            if x is None:
+                x = y
+                continue
+            # a shallower stride than the decoder's start: odd input sizes round apart
+            if stage and y.shape[-2:] != x.shape[-2:]:
+                y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            x = x + y
+        return x

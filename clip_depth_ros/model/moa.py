@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MoAConfig
+from ..config import ConfigError, MoAConfig
 from .backbone import ImageEncoder, TextEncoder
 
 
@@ -100,6 +100,10 @@ def scaled_size(size: int, width: int, reference_width: Optional[int]) -> int:
 
 def adapt_image_encoder(encoder: ImageEncoder, config: MoAConfig) -> list[MixtureOfAdapters]:
     """Insert the configured adapters, sized from the tower's width, into the encoder."""
+    if not hasattr(encoder.visual, "transformer"):
+        raise ConfigError(f"moa adapters need a ViT image tower (transformer blocks); this "
+                          f"backbone's tower is {type(encoder.visual).__name__}, a timm "
+                          "(convolutional) tower -- use method 'mirror' or 'depthclip' with it")
     width = encoder.width
     return insert_adapters(
         encoder.visual, config.adapter_blocks, config.n_experts,
@@ -148,7 +152,7 @@ class MoAHead(nn.Module):
 
     learns_text = False
 
-    def __init__(self, config: MoAConfig, n_taps: int, width: int, embed_dim: int,
+    def __init__(self, config: MoAConfig, tap_channels: Sequence[int], embed_dim: int,
                  patch_size: int, min_depth: float, max_depth: float):
         super().__init__()
         self.config = config
@@ -162,8 +166,8 @@ class MoAHead(nn.Module):
             raise ValueError(f"patch size {patch_size} is not a power of two")
         channels = list(config.decoder_channels)
         channels = (channels + [channels[-1]] * n_up)[:n_up]
-        self.taps = nn.ModuleList(nn.Conv2d(width, channels[0], kernel_size=1)
-                                  for _ in range(n_taps))
+        self.taps = nn.ModuleList(nn.Conv2d(c, channels[0], kernel_size=1)
+                                  for c in tap_channels)
         self.fuse = nn.Conv2d(channels[0] + embed_dim, channels[0], kernel_size=1)
         ins = [channels[0]] + channels[:-1]
         self.stages = nn.ModuleList(UpBlock(i, o) for i, o in zip(ins, channels))

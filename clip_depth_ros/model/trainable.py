@@ -2,13 +2,15 @@
 
 DepthCLIP trains nothing; Mirror trains its head (the mirror prompt and the decoder) with both
 CLIP towers frozen; MoA-DepthCLIP trains its head, the adapters and the last
-``unfreeze_last_blocks`` transformer blocks of the image tower.
+``unfreeze_last_blocks`` transformer blocks of the image tower.  With a ``lora`` section, any
+method also trains the LoRA parameters (in the "adapters" group).
 """
 from __future__ import annotations
 
 from torch import nn
 
 from .depth_model import DepthModel
+from .lora import lora_parameters
 from .moa import adapter_modules
 
 GROUPS = ("head", "adapters", "backbone")
@@ -25,9 +27,10 @@ def trainable_parameter_groups(model: DepthModel,
     method = model.config.method
     if method in ("mirror", "moa"):
         groups["head"] = list(model.head.parameters())
+    groups["adapters"] = lora_parameters(model.image_encoder)
     if method == "moa":
         visual = model.image_encoder.visual
-        groups["adapters"] = [p for a in adapter_modules(visual) for p in a.parameters()]
+        groups["adapters"] += [p for a in adapter_modules(visual) for p in a.parameters()]
         adapter_ids = {id(p) for p in groups["adapters"]}
         resblocks = visual.transformer.resblocks
         n = model.config.moa.unfreeze_last_blocks
