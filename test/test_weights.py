@@ -343,3 +343,18 @@ def test_recorded_config_wins_over_a_same_architecture_name(trained, tmp_path):
         model.config = original
     rebuilt = create_model("tiny-mirror", weights=str(path))
     assert rebuilt.config.name == "my-mirror" and rebuilt.config.max_depth == 5.0
+
+
+def test_weights_remember_the_backbone_file_they_were_trained_on(tmp_path):
+    # a head-only file trained on a local backbone file must not come back on a random one
+    torch.manual_seed(11)
+    clip = _open_clip().create_model("cdr-tiny-vit", pretrained=None,
+                                     force_image_size=(192, 256))
+    backbone = tmp_path / "backbone.safetensors"
+    safetensors.torch.save_file({k: v.contiguous() for k, v in clip.state_dict().items()},
+                                str(backbone))
+    model = create_model("tiny-mirror", backbone_weights=str(backbone))
+    head = save_weights(model, tmp_path / "head.safetensors",
+                        metadata={"backbone_weights": str(backbone)})
+    rebuilt = create_model(weights=str(head))  # no backbone_weights given
+    torch.testing.assert_close(_out(rebuilt), _out(model))

@@ -141,7 +141,9 @@ class Trainer:
         if self.rank == 0:
             state = {"optimizer": self.optimizer.state_dict(),
                      "scheduler": self.scheduler.state_dict()}
-            meta = {"train_config": self.cfg.to_dict(), "command": training_command()}
+            # the backbone these trained parts sit on: create_model uses it by default
+            meta = {"train_config": self.cfg.to_dict(), "command": training_command(),
+                    "backbone_weights": self.cfg.backbone_weights}
             folder = save_checkpoint(self.ckpt_dir, self.model, self.parts, state,
                                      self.progress, meta)
         if self.world > 1:
