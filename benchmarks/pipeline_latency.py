@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -181,15 +182,21 @@ def summarise(samples: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (fresh large buffers fault page by page)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def bench_run(backend: TorchBackend, size: tuple[int, int], iters: int,
-              warmup: int) -> dict[str, dict[str, float]]:
-    """Warm up, then time ``iters`` frames of ``size`` through the whole pipeline."""
+              warmup: int) -> tuple[dict[str, dict[str, float]], float]:
+    """Warm up, then time ``iters`` frames of ``size``; (stats, minor page faults per frame)."""
     image_msg, info_msg, header = make_frame(*size)
     pipeline = DepthPipeline(backend)
     for _ in range(warmup):
         time_one_frame(pipeline, image_msg, info_msg, header)
-    return summarise([time_one_frame(pipeline, image_msg, info_msg, header)
-                      for _ in range(iters)])
+    faults = minor_faults()
+    samples = [time_one_frame(pipeline, image_msg, info_msg, header) for _ in range(iters)]
+    return summarise(samples), (minor_faults() - faults) / iters
 
 
 def load_average() -> float:
@@ -201,7 +208,7 @@ def load_average() -> float:
 
 
 def format_table(model: str, input_size: str, size: tuple[int, int],
-                 stats: dict[str, dict[str, float]], iters: int) -> str:
+                 stats: dict[str, dict[str, float]], iters: int, faults: float) -> str:
     """A fixed-width table of p50 / p95 / mean milliseconds per stage."""
     title = (f"{model} (model input {input_size}) at {size[0]}x{size[1]}, "
              f"{iters} frames, ms (load average after: {load_average():.2f})")
@@ -210,6 +217,7 @@ def format_table(model: str, input_size: str, size: tuple[int, int],
         if name == "total":
             lines.append("-" * 49)
         lines.append(f"{name:<22}{row['p50']:>9.2f}{row['p95']:>9.2f}{row['mean']:>9.2f}")
+    lines.append(f"minor page faults per frame: {faults:.0f}")
     return "\n".join(lines)
 
 
@@ -241,10 +249,11 @@ def main(argv: list[str] | None = None) -> int:
         input_size = backend.describe()["input_size"]
         print(f"[{model}: built in {time.perf_counter() - t0:.1f} s]")
         for size in args.sizes:
-            stats = bench_run(backend, size, args.iters, args.warmup)
-            print(format_table(model, input_size, size, stats, args.iters) + "\n")
+            stats, faults = bench_run(backend, size, args.iters, args.warmup)
+            print(format_table(model, input_size, size, stats, args.iters, faults) + "\n")
             results.append({"model": model, "model_input": input_size,
-                            "size": f"{size[0]}x{size[1]}", "stages_ms": stats})
+                            "size": f"{size[0]}x{size[1]}", "stages_ms": stats,
+                            "minor_faults_per_frame": faults})
             if tuple(size) == TARGET_SIZE:
                 checks.append(target_check(model, stats))
         backend.close()
