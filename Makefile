@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP_QUIET ?= -q
+PIP_FLAGS ?= -q
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-fast bench clean
@@ -13,15 +13,15 @@ setup: $(STAMP)
 
 $(STAMP): requirements/core.txt requirements/ros-wheels.txt setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_QUIET) --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install $(PIP_QUIET) -r requirements/core.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install $(PIP_FLAGS) -r requirements/core.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
 	@if $(PY) -c "import rclpy" 2>/dev/null; then \
 	  echo "rclpy found (sourced ROS 2): using it as is"; \
 	else \
 	  echo "no system rclpy: installing ROS 2 wheels"; \
-	  $(PY) -m pip install $(PIP_QUIET) -r requirements/ros-wheels.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0; \
+	  $(PY) -m pip install $(PIP_FLAGS) -r requirements/ros-wheels.txt 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0; \
 	fi
-	$(PY) -m pip install $(PIP_QUIET) --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
+	$(PY) -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]} -eq 0
 	$(PY) -c "import torch, open_clip, rclpy, sensor_msgs; print('environment ok: torch', torch.__version__)"
 	@touch $(STAMP)
 
