@@ -133,3 +133,26 @@ def test_best_checkpoint_sidecar_records_command_config_and_metrics(tmp_path):
         sidecar["metadata"]["command"]
     assert "abs_rel" in sidecar["metadata"]["metrics"]
     assert torch.isfinite(torch.tensor(sidecar["metadata"]["metrics"]["abs_rel"]))
+
+
+def test_moa_trains_through_the_same_trainer_with_its_composite_loss(tmp_path):
+    out = tmp_path / "moa"
+    res = subprocess.run(_train_cmd(out, "model=tiny-moa", "max_steps=3"), env=_env(),
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    curve = _curve(out)
+    assert len(curve) == 3 and all(v > 0 for v in curve)
+    sidecar = json.loads((out / "best.json").read_text())
+    # adapters and the last blocks are trained, so the image encoder is saved with the head
+    assert sidecar["config"]["method"] == "moa"
+    assert set(sidecar["parts"]) == {"head", "image_encoder"}
+
+
+def test_depthclip_zero_shot_goes_through_the_same_evaluation(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "training.evaluate", "--model",
+                          "tiny-depthclip", "--backbone-weights", "random", "--samples", "2",
+                          "--render-size", "96", "128", "--out", str(tmp_path / "zs")],
+                         env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    metrics = json.loads((tmp_path / "zs" / "metrics.json").read_text())
+    assert metrics["model"] == "tiny-depthclip" and metrics["n_images"] == 2
