@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional, Union
 
 import torch
 
+from .backends.engine_cache import file_sha256
 from .config import ConfigError, ModelConfig
 
 log = logging.getLogger("clip_depth_ros")
@@ -188,14 +189,6 @@ def graph_summary(onnx_path: Union[str, os.PathLike]) -> dict[str, Any]:
     }
 
 
-def _file_digest(path: Union[str, os.PathLike]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_cache_key(config: ModelConfig, weights: Optional[str], backbone_weights: Optional[str],
                      opset: int = DEFAULT_OPSET) -> Optional[str]:
     """A key for an exported graph, or None when the backbone is randomly initialised (a new
@@ -204,8 +197,8 @@ def export_cache_key(config: ModelConfig, weights: Optional[str], backbone_weigh
     if not source or source == "random":
         return None
     local = os.path.expanduser(source)
-    backbone = f"file:{_file_digest(local)}" if os.path.isfile(local) else f"tag:{source}"
-    trained = f"file:{_file_digest(weights)}" if weights else "none"
+    backbone = f"file:{file_sha256(local)}" if os.path.isfile(local) else f"tag:{source}"
+    trained = f"file:{file_sha256(weights)}" if weights else "none"
     text = json.dumps({"format": FORMAT, "config": config.to_dict(), "backbone": backbone,
                        "weights": trained, "opset": opset, "torch": torch.__version__},
                       sort_keys=True)

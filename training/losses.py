@@ -43,6 +43,17 @@ def _safe_sqrt(x: torch.Tensor) -> torch.Tensor:
                        torch.zeros_like(x))
 
 
+def _log_moments(pred: torch.Tensor, target: torch.Tensor,
+                 valid_mask: Optional[torch.Tensor]) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """(population variance, mean) of g = log pred - log target over valid pixels; None if none."""
+    valid = _mask(target, valid_mask)
+    if not bool(valid.any()):
+        return None
+    g = _log_diff(pred, target, valid)
+    mean = g.mean()
+    return ((g - mean) ** 2).mean(), mean
+
+
 class SiLogLoss(nn.Module):
     """Scale-invariant log loss, BTS form: 10 * sqrt(mean(g^2) - lambd * mean(g)^2).
 
@@ -63,12 +74,10 @@ class SiLogLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
                 valid_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Loss over the valid pixels of the whole batch (pixels pooled, as BTS does)."""
-        valid = _mask(target, valid_mask)
-        if not bool(valid.any()):
+        moments = _log_moments(pred, target, valid_mask)
+        if moments is None:
             return _zero(pred)
-        g = _log_diff(pred, target, valid)
-        mean = g.mean()
-        variance = ((g - mean) ** 2).mean()
+        variance, mean = moments
         return self.scale * _safe_sqrt(variance + (1.0 - self.lambd) * mean ** 2)
 
 
@@ -87,12 +96,11 @@ class MoASiLogLoss(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor,
                 valid_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Loss over the valid pixels of the whole batch."""
-        valid = _mask(target, valid_mask)
-        if not bool(valid.any()):
+        moments = _log_moments(pred, target, valid_mask)
+        if moments is None:
             return _zero(pred)
-        g = _log_diff(pred, target, valid)
-        mean = g.mean()
-        return self.scale * (((g - mean) ** 2).mean() + self.lambd * mean ** 2)
+        variance, mean = moments
+        return self.scale * (variance + self.lambd * mean ** 2)
 
 
 def l1_loss(pred: torch.Tensor, target: torch.Tensor,
