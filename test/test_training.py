@@ -156,3 +156,24 @@ def test_depthclip_zero_shot_goes_through_the_same_evaluation(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     metrics = json.loads((tmp_path / "zs" / "metrics.json").read_text())
     assert metrics["model"] == "tiny-depthclip" and metrics["n_images"] == 2
+
+
+def test_init_weights_fine_tune_into_a_named_variant_config(tmp_path):
+    # the run's model config decides (here: camera-aware), init_weights only seed the values
+    base = tmp_path / "base"
+    subprocess.run(_train_cmd(base, "max_steps=1"), check=True, env=_env(), cwd=ROOT,
+                   capture_output=True, timeout=600)
+    variant = json.loads((ROOT / "clip_depth_ros" / "model_configs" / "tiny-mirror.json")
+                         .read_text())
+    variant.update(name="tiny-mirror-camaware", camera_aware_scale=True)
+    config_path = tmp_path / "tiny-mirror-camaware.json"
+    config_path.write_text(json.dumps(variant))
+    tuned = tmp_path / "tuned"
+    res = subprocess.run(_train_cmd(tuned, f"model={config_path}",
+                                    f"init_weights={base / 'best.safetensors'}", "max_steps=1",
+                                    "data.focal_range=[100,300]"),
+                         env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    sidecar = json.loads((tuned / "best.json").read_text())
+    assert sidecar["config"]["camera_aware_scale"] is True
+    assert sidecar["config"]["name"] == "tiny-mirror-camaware"

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from clip_depth_ros.config import resolve_weights
 from clip_depth_ros.model import create_model, load_weights
 
 from .checkpoint import export_best, latest_checkpoint, load_train_state, save_checkpoint
@@ -92,8 +93,12 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         torch.manual_seed(cfg.seed)  # identical random init (and frozen towers) on every rank
-        self.model = create_model(cfg.model, weights=cfg.init_weights,
-                                  backbone_weights=cfg.backbone_weights, for_training=True)
+        # the run's own model config decides (e.g. fine-tuning into a camera-aware variant);
+        # init_weights only provide starting values, checked key by key
+        self.model = create_model(cfg.model, backbone_weights=cfg.backbone_weights,
+                                  for_training=True)
+        if cfg.init_weights:
+            load_weights(self.model, resolve_weights(cfg.init_weights))
         self.model.to(self.device)
         self.groups, self.parts = trainable_groups(self.model, cfg.train_backbone)
         self.objective = DepthObjective(self.model, cfg.loss, cfg.gradient_matching)
