@@ -21,6 +21,7 @@ import torch
 
 from .backends.engine_cache import file_sha256
 from .config import ConfigError, ModelConfig
+from .atomic_io import write_bytes_atomic
 
 log = logging.getLogger("clip_depth_ros")
 
@@ -89,20 +90,6 @@ def read_onnx_config(onnx_path: Union[str, os.PathLike]) -> ModelConfig:
         return config_from_metadata(json.loads(side.read_text()), str(side))
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file + rename so readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; exports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
                 opset: int = DEFAULT_OPSET) -> Path:
     """Export an eval-mode fp32 DepthModel to ``path`` (+ ``path``.json); returns the path.
@@ -150,13 +137,13 @@ def export_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
         graph.metadata_props.add(key=key, value=value)
     graph.producer_name = "clip_depth_ros"
     onnx.checker.check_model(graph)
-    _atomic_write(path, graph.SerializeToString())
+    write_bytes_atomic(path, graph.SerializeToString())
     data = config.to_dict()
     side = {"format": FORMAT, "backbone": config.backbone.name,
             **{key: data[key] for key in _METADATA_KEYS if key != "backbone"}, "config": data,
             "input_name": INPUT_NAME, "output_name": OUTPUT_NAME, "opset": opset,
             "torch": torch.__version__}
-    _atomic_write(sidecar_path(path), json.dumps(side, indent=2).encode())
+    write_bytes_atomic(sidecar_path(path), json.dumps(side, indent=2).encode())
     log.info("exported %s (%s, %dx%d, opset %d) to %s", config.name, config.method, width,
              height, opset, path)
     return path

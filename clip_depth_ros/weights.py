@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 import torch
+
+from .atomic_io import atomic_write, write_bytes_atomic  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 
@@ -132,25 +133,3 @@ def read_sidecar(path: os.PathLike | str) -> dict[str, Any]:
         raise WeightsError(f"{path}: no sidecar {side.name} and no clip_depth_ros metadata "
                            "in the file; cannot tell which model it belongs to")
     return json.loads(header["clip_depth_ros"])
-
-
-def _default_file_mode() -> int:
-    """0666 minus the process umask: what a plain open() would have created."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write a file through ``write(tmp_path)`` then rename it into place (fsync'd, 0666-umask)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; weights are meant to be shared
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

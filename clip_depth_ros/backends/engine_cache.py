@@ -13,11 +13,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence, Union
+
+from ..atomic_io import write_bytes_atomic
 
 log = logging.getLogger("clip_depth_ros")
 
@@ -98,19 +99,6 @@ def cache_paths(cache_dir: Union[str, os.PathLike], key: str) -> tuple[Path, Pat
     return root / f"{key}.engine", root / f"{key}.json"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_cached(engine_path: Path, meta_path: Path, key: str, fields: dict[str, Any],
                  toolchain: EngineToolchain) -> Optional[Any]:
     """The cached engine, or None (with the reason logged) when it must be rebuilt."""
@@ -167,10 +155,10 @@ def load_or_build(onnx_path: Union[str, os.PathLike], precision: str,
     data = bytes(toolchain.build(onnx_path, precision))
     build_s = time.monotonic() - start
     engine = toolchain.deserialize(data)  # a fresh engine that fails to load is a real error
-    _write_atomic(engine_path, data)
+    write_bytes_atomic(engine_path, data)
     meta = {"key": key, "fields": fields, "engine_sha256": hashlib.sha256(data).hexdigest(),
             "engine_bytes": len(data), "onnx": str(onnx_path), "build_s": round(build_s, 1),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    _write_atomic(meta_path, json.dumps(meta, indent=2).encode())  # written last: the commit
+    write_bytes_atomic(meta_path, json.dumps(meta, indent=2).encode())  # written last: the commit
     log.info("built TensorRT engine %s in %.1f s", engine_path, build_s)
     return CachedEngine(engine, key, engine_path, built=True)

@@ -1,0 +1,39 @@
+"""Atomic file writes (temp file + fsync + rename), shared by weights, exports and engines.
+
+Pure standard library, so modules that must not import torch (the TensorRT engine cache)
+can use it too.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write bytes atomically (parent folders created): readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def _default_file_mode() -> int:
+    """0666 minus the process umask: what a plain open() would have created."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write a file through ``write(tmp_path)`` then rename it into place (fsync'd, 0666-umask)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; weights are meant to be shared
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
