@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-rosbags = pytest.importorskip("rosbags")
+import rosbags
 
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
@@ -326,7 +326,7 @@ def test_command_line_exit_code_and_no_rclpy(tmp_path):
 def test_bag_messages_are_what_the_live_node_would_publish(tmp_path):
     """rclpy reads the bag's records, and they equal the node's own encoders' output (field by
     field: CDR padding bytes are unspecified, so the serialised bytes may differ there)."""
-    serialization = pytest.importorskip("rclpy.serialization")
+    import rclpy.serialization as serialization
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from clip_depth_ros.ros.conversions import (intrinsics_to_camera_info, numpy_to_image,

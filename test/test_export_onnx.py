@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+import onnx
+import onnxruntime  # noqa: F401
 
 from onnx import numpy_helper  # noqa: E402
 

@@ -15,7 +15,7 @@ import pytest
 
 from ros_harness import PARAMS_FILE, RELIABLE, ROOT, Probe, camera_info, node_process, rgb_image
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402

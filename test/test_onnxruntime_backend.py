@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+import onnx
+import onnxruntime  # noqa: F401
 
 from clip_depth_ros.backends import available_backends, create_backend  # noqa: E402
 from clip_depth_ros.backends.base import DepthBackend  # noqa: E402

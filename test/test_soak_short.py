@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-rclpy = pytest.importorskip("rclpy")
+import rclpy
 
 from benchmarks.graph_harness import LiveGraph  # noqa: E402
 from benchmarks.soak import run_soak  # noqa: E402

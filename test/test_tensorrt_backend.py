@@ -11,7 +11,7 @@ trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (no whee
                           "project's machines; see README)")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU", allow_module_level=True)
-pytest.importorskip("onnxruntime")
+import onnxruntime  # noqa: F401
 
 from clip_depth_ros.backends import create_backend  # noqa: E402
 from clip_depth_ros.export_onnx import export_onnx  # noqa: E402
