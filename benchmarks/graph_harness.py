@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, i
 
 import numpy as np  # noqa: E402
 
-from clip_depth_ros.ros.demo import DEFAULT_PARAMS, PACKAGE_ROOT, confine_dds  # noqa: E402
+from clip_depth_ros.ros.demo import (DEFAULT_PARAMS, PACKAGE_ROOT, confine_dds,  # noqa: E402
+                                     stop_process)
 
 if not (os.environ.get("FASTDDS_BUILTIN_TRANSPORTS") == "SHM"
         and os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")):
@@ -117,12 +118,7 @@ class NodeProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 15 s."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 

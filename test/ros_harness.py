@@ -17,6 +17,8 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
+from clip_depth_ros.ros.demo import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = ROOT / "config" / "depth.yaml"
 RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
@@ -45,12 +47,7 @@ def node_process(*ros_args: str, namespace: str = "",
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         if log_path:
             log.close()
 

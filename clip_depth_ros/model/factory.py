@@ -41,11 +41,13 @@ def _open_clip():
     return open_clip
 
 
-def resolve_config(name: Union[str, ModelConfig, None], weights: Optional[str]) -> ModelConfig:
-    """The model config: explicit name/config, else the one recorded with the weights."""
+def resolve_config(name: Union[str, ModelConfig, None], weights: Optional[str],
+                   sidecar: Optional[dict[str, Any]] = None) -> ModelConfig:
+    """The model config: explicit name/config, else the one recorded with the weights
+    (``sidecar``: the weights' sidecar when the caller has already read it)."""
     recorded = None
     if weights:
-        side = read_sidecar(weights)
+        side = sidecar if sidecar is not None else read_sidecar(weights)
         if "config" not in side:
             raise WeightsError(f"{weights}: sidecar has no model config")
         recorded = ModelConfig.from_dict(side["config"])
@@ -116,8 +118,8 @@ def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[s
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
     weights = resolve_weights(weights) if weights else None
-    config = resolve_config(name, weights)
     sidecar = read_sidecar(weights) if weights else {}
+    config = resolve_config(name, weights, sidecar or None)
     parts = sidecar.get("parts", [])
     if backbone_weights is None:
         # the backbone the parts were trained on (a tag or file), unless the caller says otherwise

@@ -65,6 +65,16 @@ def start_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM (the node shuts down cleanly), SIGKILL if it has not exited after ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def write_ply(path: Path, points_xyz: np.ndarray, rgb: Optional[np.ndarray]) -> int:
     """Binary little-endian PLY of the finite points (with colours when given); returns count."""
     pts = points_xyz.reshape(-1, 3)
@@ -126,11 +136,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         record = run_graph(args, node)
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop_process(node)
     if record is None:
         print(f"the depth node did not come up; see {out / 'node.log'}", file=sys.stderr)
         return 1
