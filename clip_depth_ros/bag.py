@@ -287,9 +287,9 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = True, points_rgb:
                     write("info", build.camera_info(result.intrinsics, msg.header, info),
                           received_ns)
                     report.camera_info += 1
-                if result.points_xyz is not None:
-                    write("points", build.points(result.points_xyz, result.points_rgb,
-                                                 msg.header), received_ns)
+                cloud = result.cloud_parts()
+                if cloud is not None:
+                    write("points", build.points(*cloud, msg.header), received_ns)
                     report.points += 1
     return report
 

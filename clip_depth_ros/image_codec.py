@@ -227,9 +227,13 @@ def cloud_layout(points_xyz: np.ndarray,
     """The PointCloud2 body of HxWx3 (or Nx3) points: (HxWxC float32 array, field names).
 
     Fields are FLOAT32 at offsets 0, 4, 8 (, 12): x, y, z (+ packed 0x00RRGGBB rgb); NaN marks
-    invalid points.  An Nx3 input gives a 1xN cloud.
+    invalid points.  An Nx3 input gives a 1xN cloud; an HxWx4 float32 input without ``rgb`` is
+    taken as x, y, z and packed rgb already interleaved (what the GPU path builds).
     """
     points = np.asarray(points_xyz)
+    if points.ndim == 3 and points.shape[2] == 4 and points.dtype == np.float32 and rgb is None:
+        # a body built elsewhere (the GPU path): x, y, z and packed rgb already interleaved
+        return np.ascontiguousarray(points).astype("<f4", copy=False), ["x", "y", "z", "rgb"]
     if points.ndim == 2 and points.shape[1] == 3:
         points = points[np.newaxis]
     if points.ndim != 3 or points.shape[2] != 3 or points.dtype.kind != "f":

@@ -40,8 +40,19 @@ class FrameResult:
     intrinsics: Optional[Intrinsics]  # at the depth image's resolution
     points_xyz: Optional[np.ndarray] = None
     points_rgb: Optional[np.ndarray] = None
+    # (H', W', 3 | 4) float32 PointCloud2 body (x, y, z [, packed rgb]) when the backend built
+    # the cloud on the device; points_xyz is then a view of its first three channels
+    cloud_body: Optional[np.ndarray] = None
     colored_bgr: Optional[np.ndarray] = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def cloud_parts(self) -> Optional[tuple[np.ndarray, Optional[np.ndarray]]]:
+        """(points, rgb) for ``points_to_pointcloud2`` / ``cloud_layout``; None without points."""
+        if self.cloud_body is not None:
+            return self.cloud_body, None
+        if self.points_xyz is not None:
+            return self.points_xyz, self.points_rgb
+        return None
 
 
 class DepthPipeline:
@@ -67,6 +78,9 @@ class DepthPipeline:
         height, width = image_rgb.shape[:2]
         if intrinsics is not None:
             intrinsics = intrinsics.scaled_to(width, height) if intrinsics.is_valid() else None
+        if getattr(self.backend, "device_outputs", False):
+            return self._process_on_device(image_rgb, intrinsics, want_points, want_rgb,
+                                           want_colored, t0)
         depth = self.backend.infer(image_rgb, intrinsics)
         t1 = time.perf_counter()
         timings["inference"] = (t1 - t0) * 1e3
@@ -84,6 +98,24 @@ class DepthPipeline:
             lo, hi = self.display_range()
             result.colored_bgr = colorize_depth(depth, lo, hi, self.settings.colormap)
             timings["colorize"] = (time.perf_counter() - t1) * 1e3
+        return result
+
+    def _process_on_device(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics],
+                           want_points: bool, want_rgb: bool, want_colored: bool,
+                           t0: float) -> FrameResult:
+        """The fast path: the backend makes depth, cloud body and colours in one device pass
+        (one timing, 'inference', covers all of it: the device work is asynchronous)."""
+        stride = max(1, int(self.settings.point_stride))
+        max_range = self.settings.max_range_m if self.settings.max_range_m > 0 else math.inf
+        colored = (*self.display_range(), self.settings.colormap) if want_colored else None
+        out = self.backend.infer_with_outputs(
+            image_rgb, intrinsics, points=want_points and intrinsics is not None, stride=stride,
+            max_range=max_range, rgb=want_rgb, colored=colored)
+        result = FrameResult(depth_m=out.depth_m, intrinsics=intrinsics,
+                             colored_bgr=out.colored_bgr, cloud_body=out.cloud_body)
+        if out.cloud_body is not None:
+            result.points_xyz = out.cloud_body[..., :3]
+        result.timings_ms["inference"] = (time.perf_counter() - t0) * 1e3
         return result
 
 

@@ -127,3 +127,51 @@ def test_params_file_applies_to_a_namespaced_node(ros, tmp_path):
         assert probe.wait_for(future.done, 10)
         assert future.result().values[0].integer_value == 12345
         probe.close()
+
+
+@pytest.mark.ros
+def test_fast_path_node_publishes_rgb_points_built_on_the_device(ros, tmp_path):
+    """torch_fast_path:=always (on the CPU here): the cloud body comes from the backend, with the
+    image's colours packed in, and it reprojects onto the published depth image."""
+    from sensor_msgs.msg import CameraInfo
+
+    from clip_depth_ros.geometry import project_points
+    from clip_depth_ros.ros.conversions import (camera_info_to_intrinsics, image_to_numpy,
+                                                pointcloud2_to_array)
+    from clip_depth_ros.geometry import unpack_rgb
+    from ros_harness import camera_info
+
+    log = tmp_path / "node.log"
+    with node_process("-p", "torch_fast_path:=always", "-p", "point_stride:=2",
+                      namespace="/fast", log_path=log) as proc:
+        probe = Probe("fast_probe")
+        for topic, kind in (("depth", Image), ("points", PointCloud2), ("depth/colored", Image),
+                            ("depth/camera_info", CameraInfo)):
+            probe.subscribe(kind, f"/fast/{topic}")
+        pub = probe.node.create_publisher(Image, "/fast/image", RELIABLE)
+        info_pub = probe.node.create_publisher(CameraInfo, "/fast/camera_info", RELIABLE)
+        _wait_subscribed(probe, pub)
+        image = rgb_image(160, 120, Time(sec=7), seed=7)
+        info_pub.publish(camera_info(160, 120, 150.0, 150.0, 79.5, 59.5, Time(sec=7)))
+        time.sleep(0.2)
+        pub.publish(image)
+        topics = ("/fast/depth", "/fast/points", "/fast/depth/colored", "/fast/depth/camera_info")
+        assert probe.wait_for(lambda: all(probe.messages(t) for t in topics), 60), \
+            log.read_text()
+        assert "static buffers" in log.read_text()
+        depth = image_to_numpy(probe.messages("/fast/depth")[0])
+        intrinsics = camera_info_to_intrinsics(probe.messages("/fast/depth/camera_info")[0])
+        cloud_msg = probe.messages("/fast/points")[0]
+        assert [f.name for f in cloud_msg.fields] == ["x", "y", "z", "rgb"]
+        assert (cloud_msg.height, cloud_msg.width) == (60, 80)
+        cloud = pointcloud2_to_array(cloud_msg)
+        np.testing.assert_allclose(cloud["z"], depth[::2, ::2], rtol=1e-6)
+        xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1)
+        u, v = project_points(xyz, intrinsics)
+        grid_v, grid_u = np.mgrid[0:120:2, 0:160:2]
+        np.testing.assert_allclose(u, grid_u, atol=1e-3)
+        np.testing.assert_allclose(v, grid_v, atol=1e-3)
+        sent = image_to_numpy(image)
+        np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), sent[::2, ::2])
+        probe.close()
+        assert proc.poll() is None

@@ -111,6 +111,9 @@ class DepthNode(LifecycleNode):
                       device=self.p("device"), precision=self.p("precision"))
         if self.p("backend") in ("torch", "onnxruntime"):
             kwargs["threads"] = self.p("threads")
+        if self.p("backend") == "torch":
+            kwargs.update(fast_path=self.p("torch_fast_path"), cuda_graphs=self.p("cuda_graphs"),
+                          compile=self.p("torch_compile"))
         if self.p("backend") in ("onnxruntime", "tensorrt"):
             kwargs.update(onnx_path=self.p("onnx_path") or None,
                           cache_dir=self.p("engine_cache_dir"))
@@ -126,7 +129,8 @@ class DepthNode(LifecycleNode):
         info = self._backend.describe()
         self.get_logger().info(
             "model {model} ({method} on {backbone}) backend {backend} device {device} "
-            "precision {precision} input {input_size}".format(**info))
+            "precision {precision} input {input_size}".format(**info)
+            + (f" mode {info['mode']}" if "mode" in info else ""))
         self._slot = LatestFrameSlot()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
@@ -314,9 +318,9 @@ class DepthNode(LifecycleNode):
             pubs["depth"].publish(numpy_to_image(result.depth_m, "32FC1", header))
             if result.intrinsics is not None:
                 pubs["info"].publish(intrinsics_to_camera_info(result.intrinsics, header, info))
-            if result.points_xyz is not None:
-                pubs["points"].publish(points_to_pointcloud2(result.points_xyz, header,
-                                                             result.points_rgb))
+            cloud = result.cloud_parts()
+            if cloud is not None:
+                pubs["points"].publish(points_to_pointcloud2(cloud[0], header, cloud[1]))
             if result.colored_bgr is not None:
                 pubs["colored"].publish(numpy_to_image(result.colored_bgr, "bgr8", header))
         self.counts["processed"] += 1

@@ -69,6 +69,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=("auto", "cpu", "cuda", "tensorrt")),
     ParamSpec("threads", 0, "CPU threads for inference; 0 = library default.",
               range=(0, 256, 1)),
+    ParamSpec("torch_fast_path", "auto", "torch: preallocated buffers with pre/post-processing, "
+              "points and colours on the device; auto = on for cuda, off for cpu (where the "
+              "numpy path is as fast).", choices=("auto", "always", "never")),
+    ParamSpec("cuda_graphs", True, "torch on cuda with the fast path: capture each input size "
+              "as a CUDA graph (one launch per frame)."),
+    ParamSpec("torch_compile", False, "torch: wrap the model in torch.compile (slow first "
+              "frame per input size; needs a C++ compiler on the CPU, Triton on CUDA)."),
     ParamSpec("input_transport", "raw", "Subscribe to `image` (raw) or `image/compressed`.",
               choices=("raw", "compressed")),
     ParamSpec("max_image_pixels", 16_777_216, "Images with more pixels are rejected before "
