@@ -102,7 +102,7 @@ def find_peak(graph: LiveGraph, rates: list[float], duration: float,
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    """This tool's options (also for a `clip-depth bench` subcommand)."""
+    """This tool's options (also `clip-depth bench live`)."""
     ap.add_argument("--rate", type=float, default=10.0, help="camera rate, Hz")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per rate")
     ap.add_argument("--find-peak", action="store_true", help="step the rate up to the peak")
@@ -111,14 +111,6 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--bisect", type=int, default=2, help="bisection steps after the steps")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds at --rate first")
     add_graph_args(ap)
-
-
-def add_subcommand(subparsers: Any) -> None:
-    """Register `bench` on a CLI's subparsers (imports nothing heavy)."""
-    bench = subparsers.add_parser("bench", help=__doc__.splitlines()[0],
-                                  description=__doc__.splitlines()[0])
-    add_arguments(bench)
-    bench.set_defaults(func=run)
 
 
 def add_graph_args(ap: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 clip-depth models                      list the bundled model configs
 clip-depth predict IMAGE [--model M --weights W --out depth.png]   depth for one image file
 clip-depth bag INPUT OUTPUT [--image-topic T ...]   depth, camera_info, points for a rosbag2
-clip-depth bench [--rate R | --find-peak]   live-graph latency / peak rate (source checkout)
+clip-depth bench live|model|stages ...       benchmarks (source checkout; see benchmarks/)
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def _bag_module():
 
 def _no_bench(args: argparse.Namespace) -> int:
     print("clip-depth bench needs the source checkout's benchmarks/ folder: run it from the "
-          "repository root (python -m benchmarks.live_graph ...)", file=sys.stderr)
+          "repository root (python -m benchmarks.live_graph / model_latency / "
+          "pipeline_latency ...)", file=sys.stderr)
     return 2
 
 
@@ -79,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bag_module().add_arguments(bag)
     bag.set_defaults(func=_bag_module().run)
     try:  # the live-graph benchmark ships with the source tree (benchmarks/), not the wheel
-        from benchmarks.live_graph import add_subcommand
+        from benchmarks import add_subcommand
     except ImportError:
-        sub.add_parser("bench", help="live-graph benchmark (run from a source checkout)") \
+        sub.add_parser("bench", help="benchmarks (run from a source checkout)") \
             .set_defaults(func=_no_bench)
     else:
         add_subcommand(sub)
