@@ -62,7 +62,9 @@ def test_key_changes_with_every_field(onnx_file, tmp_path):
     other = tmp_path / "other.onnx"
     other.write_bytes(b"fake onnx graph bytes v2")
     keys = [_key(onnx_file), _key(other), _key(onnx_file, input_shape=(1, 3, 224, 224)),
-            _key(onnx_file, precision="fp32"), _key(onnx_file, precision="int8"),
+            _key(onnx_file, precision="fp32"),
+            _key(onnx_file, precision="int8", calibration_sha256="a" * 64),
+            _key(onnx_file, precision="int8", calibration_sha256="b" * 64),
             _key(onnx_file, trt_version="10.4.0"), _key(onnx_file, gpu_name="NVIDIA Orin"),
             _key(onnx_file, compute_capability="8.7")]
     assert len(set(keys)) == len(keys)
@@ -219,3 +221,35 @@ def test_tensorrt_backend_without_tensorrt_says_what_to_install():
     with pytest.raises(ImportError, match="install tensorrt") as info:
         create_backend("tensorrt", onnx_path="model.onnx")
     assert "JetPack" in str(info.value) and "pypi.nvidia.com" in str(info.value)
+
+
+def test_int8_engines_are_keyed_by_their_calibration_set(onnx_file, tmp_path):
+    """Changing, adding or renaming a calibration image gives another INT8 engine; fp16 engines
+    do not depend on calibration at all."""
+    from clip_depth_ros.backends.engine_cache import calibration_set_sha256
+
+    images = tmp_path / "calib"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"png a")
+    (images / "b.jpg").write_bytes(b"jpg b")
+    (images / "notes.txt").write_text("not an image")
+    first = calibration_set_sha256(images)
+    (images / "notes.txt").write_text("still not an image")
+    assert calibration_set_sha256(images) == first
+    (images / "b.jpg").write_bytes(b"jpg b, retaken")
+    second = calibration_set_sha256(images)
+    (images / "b.jpg").rename(images / "c.jpg")
+    third = calibration_set_sha256(images)
+    assert len({first, second, third}) == 3
+    toolchain = FakeToolchain()
+    one = load_or_build(onnx_file, "int8", tmp_path / "cache", input_shape=SHAPE,
+                        toolchain=toolchain, calibration_sha256=first)
+    again = load_or_build(onnx_file, "int8", tmp_path / "cache", input_shape=SHAPE,
+                          toolchain=toolchain, calibration_sha256=first)
+    other = load_or_build(onnx_file, "int8", tmp_path / "cache", input_shape=SHAPE,
+                          toolchain=toolchain, calibration_sha256=third)
+    assert (one.built, again.built, other.built) == (True, False, True)
+    assert one.key == again.key != other.key
+    with pytest.raises(ValueError, match="calibration"):
+        _key(onnx_file, precision="int8")
+    assert _key(onnx_file, calibration_sha256="x") == _key(onnx_file)  # fp16

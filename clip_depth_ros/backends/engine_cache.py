@@ -68,16 +68,40 @@ def file_sha256(path: Union[str, os.PathLike]) -> str:
     return digest.hexdigest()
 
 
+CALIBRATION_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def calibration_files(images_dir: Union[str, os.PathLike]) -> list[Path]:
+    """The calibration images of a folder, sorted (what the INT8 calibrator reads)."""
+    return sorted(p for p in Path(images_dir).expanduser().iterdir()
+                  if p.is_file() and p.suffix.lower() in CALIBRATION_SUFFIXES)
+
+
+def calibration_set_sha256(images_dir: Union[str, os.PathLike]) -> str:
+    """sha256 over the names and bytes of a calibration folder's images: an INT8 engine (and
+    its calibration scales) belong to exactly this set."""
+    digest = hashlib.sha256()
+    for path in calibration_files(images_dir):
+        digest.update(path.name.encode() + b"\0" + file_sha256(path).encode())
+    return digest.hexdigest()
+
+
 def engine_key_fields(onnx_path: Union[str, os.PathLike], input_shape: Sequence[int],
                       precision: str, trt_version: str, gpu_name: str,
-                      compute_capability: str) -> dict[str, Any]:
-    """Everything an engine depends on, as a JSON-able dict."""
+                      compute_capability: str,
+                      calibration_sha256: Optional[str] = None) -> dict[str, Any]:
+    """Everything an engine depends on, as a JSON-able dict (INT8: the calibration set too)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    return {"format": KEY_FORMAT, "onnx_sha256": file_sha256(onnx_path),
-            "input_shape": [int(d) for d in input_shape], "precision": precision,
-            "trt_version": str(trt_version), "gpu_name": str(gpu_name),
-            "compute_capability": str(compute_capability)}
+    fields = {"format": KEY_FORMAT, "onnx_sha256": file_sha256(onnx_path),
+              "input_shape": [int(d) for d in input_shape], "precision": precision,
+              "trt_version": str(trt_version), "gpu_name": str(gpu_name),
+              "compute_capability": str(compute_capability)}
+    if precision == "int8":
+        if not calibration_sha256:
+            raise ValueError("an int8 engine key needs the calibration set's sha256")
+        fields["calibration_sha256"] = str(calibration_sha256)
+    return fields
 
 
 def key_of(fields: dict[str, Any]) -> str:
@@ -87,10 +111,11 @@ def key_of(fields: dict[str, Any]) -> str:
 
 def engine_cache_key(onnx_path: Union[str, os.PathLike], input_shape: Sequence[int],
                      precision: str, trt_version: str, gpu_name: str,
-                     compute_capability: str) -> str:
-    """sha256 over the ONNX file bytes, input shape, precision, TensorRT version and GPU."""
+                     compute_capability: str, calibration_sha256: Optional[str] = None) -> str:
+    """sha256 over the ONNX file bytes, input shape, precision, TensorRT version and GPU (and,
+    for INT8, the calibration set)."""
     return key_of(engine_key_fields(onnx_path, input_shape, precision, trt_version, gpu_name,
-                                    compute_capability))
+                                    compute_capability, calibration_sha256))
 
 
 def cache_paths(cache_dir: Union[str, os.PathLike], key: str) -> tuple[Path, Path]:
@@ -128,7 +153,8 @@ def _load_cached(engine_path: Path, meta_path: Path, key: str, fields: dict[str,
 def load_or_build(onnx_path: Union[str, os.PathLike], precision: str,
                   cache_dir: Union[str, os.PathLike] = DEFAULT_CACHE_DIR, *,
                   input_shape: Optional[Sequence[int]] = None,
-                  toolchain: Optional[EngineToolchain] = None) -> CachedEngine:
+                  toolchain: Optional[EngineToolchain] = None,
+                  calibration_sha256: Optional[str] = None) -> CachedEngine:
     """The engine for this graph, precision and platform: from the cache when its stored key
     matches and it deserialises, else built (and cached).  input_shape defaults to the one in
     the ONNX metadata; toolchain defaults to TensorRT on the current CUDA device."""
@@ -141,7 +167,7 @@ def load_or_build(onnx_path: Union[str, os.PathLike], precision: str,
         input_shape = (1, 3, *read_onnx_config(onnx_path).input_hw)
     plat = toolchain.platform()
     fields = engine_key_fields(onnx_path, input_shape, precision, plat.trt_version,
-                               plat.gpu_name, plat.compute_capability)
+                               plat.gpu_name, plat.compute_capability, calibration_sha256)
     key = key_of(fields)
     engine_path, meta_path = cache_paths(cache_dir, key)
     engine = _load_cached(engine_path, meta_path, key, fields, toolchain)

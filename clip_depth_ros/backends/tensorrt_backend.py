@@ -20,7 +20,8 @@ import torch
 from ..config import ModelConfig
 from ..export_onnx import INPUT_NAME, OUTPUT_NAME, read_onnx_config
 from .base import preprocess
-from .engine_cache import DEFAULT_CACHE_DIR, Platform, load_or_build
+from .engine_cache import (CALIBRATION_SUFFIXES, DEFAULT_CACHE_DIR, Platform, calibration_files,
+                           calibration_set_sha256, load_or_build)
 from .exported import ExportedGraphBackend, resolve_onnx
 
 try:
@@ -31,7 +32,6 @@ except ImportError as exc:  # the registry turns this into "backend needs tensor
                       f"https://pypi.nvidia.com) ({exc})") from None
 
 log = logging.getLogger("clip_depth_ros")
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 _TRT_LOGGER = trt.Logger(trt.Logger.WARNING)
 # Implicit INT8 calibration exists in TensorRT 10 (deprecated) and is gone in 11.
 _CALIBRATOR_BASE = getattr(trt, "IInt8EntropyCalibrator2", object)
@@ -54,10 +54,9 @@ class EntropyCalibrator(_CALIBRATOR_BASE):
     def __init__(self, images_dir: Union[str, os.PathLike], config: ModelConfig,
                  cache_path: Union[str, os.PathLike], device: torch.device):
         _CALIBRATOR_BASE.__init__(self)
-        self.files = sorted(p for p in Path(images_dir).expanduser().iterdir()
-                            if p.suffix.lower() in _IMAGE_SUFFIXES)
+        self.files = calibration_files(images_dir)
         if not self.files:
-            raise EngineBuildError(f"no calibration images ({', '.join(_IMAGE_SUFFIXES)}) in "
+            raise EngineBuildError(f"no calibration images ({', '.join(CALIBRATION_SUFFIXES)}) in "
                                    f"{images_dir}")
         self.config, self.cache_path, self.index = config, Path(cache_path), 0
         self.buffer = torch.empty((1, 3, *config.input_hw), dtype=torch.float32, device=device)
@@ -135,8 +134,11 @@ def build_engine(onnx_path: Union[str, os.PathLike], precision: str = "fp16",
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * 2**30))
     calibrator = None
     if precision == "int8":
+        # the scales cache belongs to this graph and this calibration set
+        calib_tag = calibration_set_sha256(calibration_images_dir)[:16]
         calibrator = EntropyCalibrator(calibration_images_dir, read_onnx_config(onnx_path),
-                                       onnx_path.with_suffix(".int8.calib"), torch.device(device))
+                                       onnx_path.with_suffix(f".int8-{calib_tag}.calib"),
+                                       torch.device(device))
     _set_precision(builder_config, precision, calibrator)
     timing = Path(timing_cache_path).expanduser() if timing_cache_path else None
     cache = builder_config.create_timing_cache(timing.read_bytes() if timing and timing.is_file()
@@ -213,8 +215,11 @@ class TensorRTBackend(ExportedGraphBackend):
         self.config = read_onnx_config(self.onnx_path)
         toolchain = TensorRTToolchain(self.torch_device, calibration_images_dir, cache_dir,
                                       workspace_gb)
+        calibration = (calibration_set_sha256(calibration_images_dir)
+                       if precision == "int8" and calibration_images_dir else None)
         cached = load_or_build(self.onnx_path, precision, cache_dir,
-                               input_shape=(1, 3, *self.config.input_hw), toolchain=toolchain)
+                               input_shape=(1, 3, *self.config.input_hw), toolchain=toolchain,
+                               calibration_sha256=calibration)
         self.engine_path, self.gpu_name = cached.path, toolchain.platform().gpu_name
         self._engine = cached.engine
         with torch.cuda.device(self.torch_device):
