@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -63,6 +64,24 @@ def _no_bench(args: argparse.Namespace) -> int:
     return 2
 
 
+def _bench_subcommand() -> Optional[Callable[[Any], None]]:
+    """The benchmarks ship with the source tree (benchmarks/), not the wheel: found on the
+    path, or in the current directory when it is the checkout's root."""
+    try:
+        from benchmarks import add_subcommand
+    except ImportError:
+        root = Path.cwd()
+        if not ((root / "benchmarks" / "__init__.py").is_file()
+                and (root / "clip_depth_ros").is_dir()):
+            return None
+        sys.path.insert(0, str(root))
+        try:
+            from benchmarks import add_subcommand
+        except ImportError:
+            return None
+    return add_subcommand
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The clip-depth argument parser."""
     parser = argparse.ArgumentParser(prog="clip-depth", description=__doc__.splitlines()[0])
@@ -79,13 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     bag = sub.add_parser("bag", help="depth (+ camera_info, points) for a rosbag2 recording")
     _bag_module().add_arguments(bag)
     bag.set_defaults(func=_bag_module().run)
-    try:  # the live-graph benchmark ships with the source tree (benchmarks/), not the wheel
-        from benchmarks import add_subcommand
-    except ImportError:
-        sub.add_parser("bench", help="benchmarks (run from a source checkout)") \
-            .set_defaults(func=_no_bench)
+    add_bench = _bench_subcommand()
+    if add_bench is None:
+        fallback = sub.add_parser("bench", help="benchmarks (run from a source checkout)")
+        fallback.add_argument("rest", nargs=argparse.REMAINDER)
+        fallback.set_defaults(func=_no_bench)
     else:
-        add_subcommand(sub)
+        add_bench(sub)
     return parser
 
 
