@@ -20,8 +20,9 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from .backends.engine_cache import file_sha256
-from .config import ConfigError, ModelConfig
+from .config import ConfigError, ModelConfig, resolve_weights
 from .atomic_io import write_bytes_atomic
+from .weights import read_sidecar
 
 log = logging.getLogger("clip_depth_ros")
 
@@ -180,12 +181,15 @@ def export_cache_key(config: ModelConfig, weights: Optional[str], backbone_weigh
                      opset: int = DEFAULT_OPSET) -> Optional[str]:
     """A key for an exported graph, or None when the backbone is randomly initialised (a new
     random model each time: never reuse a cached one).  Weight files count by content."""
-    source = config.backbone.pretrained if backbone_weights is None else backbone_weights
-    if not source or source == "random":
-        return None
-    local = os.path.expanduser(source)
-    backbone = f"file:{file_sha256(local)}" if os.path.isfile(local) else f"tag:{source}"
     trained = f"file:{file_sha256(weights)}" if weights else "none"
+    if weights and "image_encoder" in read_sidecar(weights).get("parts", []):
+        backbone = "in-trained-weights"  # the whole image encoder comes from the weights file
+    else:
+        source = config.backbone.pretrained if backbone_weights is None else backbone_weights
+        if not source or source == "random":
+            return None
+        local = os.path.expanduser(source)
+        backbone = f"file:{file_sha256(local)}" if os.path.isfile(local) else f"tag:{source}"
     text = json.dumps({"format": FORMAT, "config": config.to_dict(), "backbone": backbone,
                        "weights": trained, "opset": opset, "torch": torch.__version__},
                       sort_keys=True)
@@ -198,6 +202,7 @@ def cached_export(model: Union[str, ModelConfig, None], weights: Optional[str],
     """Export model/weights into ``cache_dir`` once and reuse it while the inputs are the same;
     models with a random backbone are exported afresh every time."""
     from .model.factory import create_model, resolve_config
+    weights = resolve_weights(weights) if weights else weights  # bundled names, e.g. demo-mirror
     config = resolve_config(model or None, weights)
     cache_dir = Path(cache_dir).expanduser()
     key = export_cache_key(config, weights, backbone_weights, opset)

@@ -203,3 +203,18 @@ def test_closed_backend_refuses_to_run(pair):
     closed.close()
     with pytest.raises(RuntimeError, match="closed"):
         closed.infer(_image(10, 10))
+
+
+def test_bundled_weights_by_name_export_once_and_match_torch(tmp_path):
+    """weights:=demo-mirror (the node's default) with backend:=onnxruntime: the bundled file is
+    found by name, exported once (its image encoder is in the weights, so the export is
+    cached), and matches torch."""
+    first = create_backend("onnxruntime", model=None, weights="demo-mirror", cache_dir=tmp_path)
+    exported = sorted(tmp_path.glob("*.onnx"))
+    assert len(exported) == 1 and "random" not in exported[0].name
+    stamp = exported[0].stat().st_mtime_ns
+    again = create_backend("onnxruntime", model=None, weights="demo-mirror", cache_dir=tmp_path)
+    assert again.onnx_path == first.onnx_path and exported[0].stat().st_mtime_ns == stamp
+    torch_backend = create_backend("torch", model=None, weights="demo-mirror")
+    image = np.random.default_rng(4).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    assert np.abs(first.infer(image) - torch_backend.infer(image)).max() < 1e-3
