@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..colorize import COLORMAPS
-from ..geometry import Intrinsics
+from ..geometry import Intrinsics, ray_grid
 
 
 def preprocess_uint8(image_hwc: torch.Tensor, input_hw: tuple[int, int], mean_255: torch.Tensor,
@@ -47,13 +47,9 @@ def resize_depth_back(depth: torch.Tensor, height: int, width: int) -> torch.Ten
 
 def ray_grid_torch(intrinsics: Intrinsics, stride: int,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, W') (u - cx) / fx and (H', 1) (v - cy) / fy, as ``geometry.ray_grid`` computes them
-    (float64 arithmetic, then float32), on ``device``."""
-    u = np.arange(0, intrinsics.width, stride, dtype=np.float64)
-    v = np.arange(0, intrinsics.height, stride, dtype=np.float64)
-    x_over_z = ((u - intrinsics.cx) / intrinsics.fx).astype(np.float32)[None, :]
-    y_over_z = ((v - intrinsics.cy) / intrinsics.fy).astype(np.float32)[:, None]
-    return torch.from_numpy(x_over_z).to(device), torch.from_numpy(y_over_z).to(device)
+    """``geometry.ray_grid`` ((1, W') (u - cx) / fx and (H', 1) (v - cy) / fy) on ``device``."""
+    x_over_z, y_over_z = ray_grid(intrinsics, int(stride))
+    return (torch.tensor(x_over_z, device=device), torch.tensor(y_over_z, device=device))
 
 
 def pack_rgb_torch(rgb_hwc: torch.Tensor) -> torch.Tensor:
