@@ -1,5 +1,6 @@
 """Procedural scenes: determinism, exact z-depth on known geometry, agreement with geometry.py."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from clip_depth_ros.synthetic import (
     random_indoor_scene,
     render,
 )
-from clip_depth_ros.synthetic.scene import camera_region
+from clip_depth_ros.synthetic.scene import camera_region, with_texture_scale
 
 SMALL = Intrinsics(fx=60.0, fy=55.0, cx=39.5, cy=29.5, width=80, height=60)
 # Narrow field of view: from 5 m every ray hits the same wall.
@@ -186,3 +187,38 @@ def test_demo_trajectory_is_smooth_and_looks_at_furniture():
 def test_render_rejects_camera_outside_room():
     with pytest.raises(ValueError, match="outside"):
         render(EMPTY, CameraPose(position=np.array([7.0, 2.0, 1.5]), yaw=0.0, pitch=0.0), SMALL)
+
+
+def test_fixed_texture_scale_keeps_the_room_and_changes_only_the_patterns():
+    plain, textured = random_indoor_scene(3), random_indoor_scene(3, texture_scale_m=0.3)
+    pose = demo_trajectory(plain, 10)[4]
+    rgb_plain, depth_plain = render(plain, pose, SMALL)
+    rgb_textured, depth_textured = render(textured, pose, SMALL)
+    np.testing.assert_array_equal(depth_plain, depth_textured)  # same geometry
+    assert not np.array_equal(rgb_plain, rgb_textured)
+    scales = {m.scale for m in textured.room.face_materials()}
+    scales |= {obj.material.scale for obj in textured.objects}
+    assert scales == {0.3}
+    assert len({m.scale for m in plain.room.face_materials()}) > 1
+    with pytest.raises(ValueError, match="texture_scale_m"):
+        random_indoor_scene(3, texture_scale_m=0.0)
+
+
+def test_pattern_period_in_pixels_follows_distance_and_focal_length():
+    """The metric cue a camera-aware model can use: on a wall of fixed pattern scale, the
+    pattern's period in pixels is focal * scale / depth."""
+    scene = with_texture_scale(Scene(room=Room(size=(6.0, 4.0, 3.0))), 0.5)
+    wall = scene.room.walls[1]  # x = W, the wall FACING_WALL looks at
+    scene.room.walls = (*scene.room.walls[:1], replace(wall, checker=1.0, stripes=0.0,
+                                                        noise=0.0, contrast=0.5),
+                        *scene.room.walls[2:])
+    row = []
+    for focal in (200.0, 400.0):
+        camera = Intrinsics(focal, focal, 63.5, 23.5, 128, 48)
+        rgb, depth = render(scene, FACING_WALL, camera)
+        assert np.allclose(depth, 5.0, atol=1e-3)
+        lum = rgb[24, :, 1].astype(float)
+        edges = np.flatnonzero(np.abs(np.diff(lum)) > 20)
+        row.append(float(np.median(np.diff(edges))))
+    # a checker square is 0.5 m: 200 px * 0.5 m / 5 m = 20 px; twice that at 400 px
+    assert row == pytest.approx([20.0, 40.0], abs=1.5)

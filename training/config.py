@@ -28,6 +28,7 @@ class DataConfig:
     val_samples: int = 64  # synthetic only
     render_size: list[int] = field(default_factory=lambda: [240, 320])  # synthetic [h, w]
     focal_range: Optional[list[float]] = None  # synthetic: random focal per sample (px)
+    texture_scale_m: Optional[float] = None  # synthetic indoor: one physical pattern scale
     seed: int = 0
     flip: bool = True
     rotate_deg: float = 0.0
@@ -55,6 +56,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     loss: str = "auto"  # auto | silog | moa
     gradient_matching: float = 0.0  # weight of the gradient matching term
+    # SiLog variance focus: 0.85 (BTS) nearly ignores a per-image scale error; camera-aware
+    # training must learn exactly that scale, so it uses 0.5 (Depth Anything V2's metric value)
+    silog_lambda: float = 0.85
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0

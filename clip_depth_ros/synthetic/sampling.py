@@ -23,10 +23,13 @@ STREET_ROLL_DEG = 2.0
 STREET_LANE_MARGIN = 1.0  # minimum lateral distance from the edge of the free lanes
 
 
-def random_scene(kind: str, seed: int) -> Scene:
-    """A random scene of ``kind`` ('indoor' room or 'street'), deterministic in ``seed``."""
+def random_scene(kind: str, seed: int, texture_scale_m: float | None = None) -> Scene:
+    """A random scene of ``kind`` ('indoor' room or 'street'), deterministic in ``seed``
+    (``texture_scale_m``: see ``random_indoor_scene``; indoor only)."""
     if kind == "indoor":
-        return random_indoor_scene(seed)
+        return random_indoor_scene(seed, texture_scale_m)
+    if texture_scale_m is not None:
+        raise ValueError("texture_scale_m applies to indoor scenes only")
     if kind == "street":
         return random_street_scene(seed)
     raise ValueError(f"unknown scene kind {kind!r}; valid kinds: {', '.join(SCENE_KINDS)}")

@@ -62,9 +62,26 @@ def _overlap_xy(a: tuple, b: tuple, margin: float) -> bool:
             and a[2] < b[3] + margin and b[2] < a[3] + margin)
 
 
-def random_indoor_scene(seed: int) -> Scene:
+def with_texture_scale(scene: Scene, texture_scale_m: float) -> Scene:
+    """The same scene with every surface pattern at one physical scale (metres per pattern
+    period), like tiles, bricks or planks of a standard size: a metric cue in the image that
+    random pattern scales do not give."""
+    if not texture_scale_m > 0:
+        raise ValueError(f"texture_scale_m must be > 0, got {texture_scale_m}")
+    room = scene.room
+    fixed = (lambda m: replace(m, scale=float(texture_scale_m)))
+    if room is not None:
+        room = replace(room, floor=fixed(room.floor), ceiling=fixed(room.ceiling),
+                       walls=tuple(fixed(w) for w in room.walls))
+    objects = [replace(obj, material=fixed(obj.material)) for obj in scene.objects]
+    return replace(scene, room=room, objects=objects)
+
+
+def random_indoor_scene(seed: int, texture_scale_m: float | None = None) -> Scene:
     """A random furnished room: 3-8 m wide and deep, 2.4-3.2 m high, 3-8 objects around a
-    furniture-free camera region; deterministic in ``seed``."""
+    furniture-free camera region; deterministic in ``seed``.  ``texture_scale_m`` fixes every
+    pattern's physical scale (else each material draws one in 0.15-0.8 m); the layout, colours
+    and everything else stay those of ``seed``."""
     rng = np.random.default_rng(seed)
     size = np.array([rng.uniform(3, 8), rng.uniform(3, 8), rng.uniform(2.4, 3.2)])
     floor = _random_material(rng, _FLOOR_COLORS)
@@ -89,7 +106,8 @@ def random_indoor_scene(seed: int) -> Scene:
         footprints.append(footprint)
     light = np.array([rng.uniform(0.3, 0.7) * size[0], rng.uniform(0.3, 0.7) * size[1],
                       size[2] - 0.3])
-    return Scene(room=room, objects=objects, light=light)
+    scene = Scene(room=room, objects=objects, light=light)
+    return scene if texture_scale_m is None else with_texture_scale(scene, texture_scale_m)
 
 
 def _smoothstep(x: float) -> float:

@@ -95,7 +95,8 @@ def base_dataset(data: DataConfig, split: str) -> Dataset:
         seed = data.seed if train else data.seed + 7919
         focal = tuple(data.focal_range) if data.focal_range else None
         return SyntheticDepthDataset(kind=data.kind.split("-", 1)[1], n_samples=n,
-                                     size=tuple(data.render_size), seed=seed, focal_range=focal)
+                                     size=tuple(data.render_size), seed=seed, focal_range=focal,
+                                     texture_scale_m=data.texture_scale_m)
     from .datasets import (FolderPairsDataset, KITTIEigenDataset, NYUFolderDataset,
                            NYULabeledMatDataset)
     list_file = data.train_list if train else data.val_list

@@ -46,7 +46,8 @@ class SyntheticDepthDataset(Dataset):
     ``size`` is (height, width) and defaults to the kind's camera (NYU 480x640, KITTI
     375x1242); ``intrinsics`` default to that camera scaled to ``size``.  With
     ``focal_range=(lo, hi)`` each sample gets fx = fy drawn uniformly in [lo, hi] pixels
-    (principal point unchanged).  Samples are dicts: image (HxWx3 uint8 RGB), depth (HxW float32
+    (principal point unchanged); ``texture_scale_m`` gives every indoor surface pattern one
+    physical scale (a metric cue, see ``random_indoor_scene``).  Samples are dicts: image (HxWx3 uint8 RGB), depth (HxW float32
     metres, 0 where invalid: sky or beyond ``max_depth``), valid_mask (bool), intrinsics, name.
     ``transform(sample, rng)`` gets a generator seeded by the index, keeping determinism.
     """
@@ -56,7 +57,8 @@ class SyntheticDepthDataset(Dataset):
                  intrinsics: Optional[Intrinsics] = None,
                  focal_range: Optional[tuple[float, float]] = None, poses_per_scene: int = 8,
                  max_depth: Optional[float] = None,
-                 transform: Optional[Callable[[Sample, np.random.Generator], Any]] = None) -> None:
+                 transform: Optional[Callable[[Sample, np.random.Generator], Any]] = None,
+                 texture_scale_m: Optional[float] = None) -> None:
         if kind not in SCENE_KINDS:
             raise ValueError(f"unknown kind {kind!r}; valid kinds: {', '.join(SCENE_KINDS)}")
         if n_samples < 0 or seed < 0 or poses_per_scene < 1:
@@ -73,6 +75,7 @@ class SyntheticDepthDataset(Dataset):
         self.poses_per_scene = int(poses_per_scene)
         self.max_depth = MAX_DEPTH[kind] if max_depth is None else float(max_depth)
         self.transform = transform
+        self.texture_scale_m = texture_scale_m
         self._scene_cache: tuple[int, Any] | None = None
 
     def __len__(self) -> int:
@@ -85,7 +88,8 @@ class SyntheticDepthDataset(Dataset):
     def _scene(self, index: int) -> Any:
         scene_seed = self.scene_seed(index)
         if self._scene_cache is None or self._scene_cache[0] != scene_seed:
-            self._scene_cache = (scene_seed, random_scene(self.kind, scene_seed))
+            self._scene_cache = (scene_seed, random_scene(self.kind, scene_seed,
+                                                             self.texture_scale_m))
         return self._scene_cache[1]
 
     def render(self, index: int) -> tuple[np.ndarray, np.ndarray, Intrinsics]:
