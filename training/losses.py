@@ -68,6 +68,8 @@ class SiLogLoss(nn.Module):
 
     def __init__(self, lambd: float = 0.85, scale: float = 10.0) -> None:
         super().__init__()
+        if not 0.0 <= lambd <= 1.0:
+            raise ValueError(f"SiLog lambda (variance focus) must be in [0, 1], got {lambd}")
         self.lambd = float(lambd)
         self.scale = float(scale)
 

@@ -36,11 +36,12 @@ def trainable_groups(model: DepthModel,
 class DepthObjective:
     """The loss of the model's method: SiLog for Mirror, the MoA composite for MoA."""
 
-    def __init__(self, model: DepthModel, loss: str = "auto", gradient_matching: float = 0.0):
+    def __init__(self, model: DepthModel, loss: str = "auto", gradient_matching: float = 0.0,
+                 silog_lambda: float = 0.85):
         self.model = model
         self.config = model.config
         self.kind = ("moa" if self.config.method == "moa" else "silog") if loss == "auto" else loss
-        self.silog = SiLogLoss()
+        self.silog = SiLogLoss(lambd=silog_lambda)
         self.moa_silog = MoASiLogLoss()
         self.grad_weight = float(gradient_matching)
         self.grad_match = GradientMatchingLoss() if self.grad_weight > 0 else None

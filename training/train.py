@@ -101,7 +101,8 @@ class Trainer:
             load_weights(self.model, resolve_weights(cfg.init_weights))
         self.model.to(self.device)
         self.groups, self.parts = trainable_groups(self.model, cfg.train_backbone)
-        self.objective = DepthObjective(self.model, cfg.loss, cfg.gradient_matching)
+        self.objective = DepthObjective(self.model, cfg.loss, cfg.gradient_matching,
+                                        cfg.silog_lambda)
         self.train_set, self.val_set = build_datasets(cfg.data, self.model.config)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=True)
