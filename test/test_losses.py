@@ -116,3 +116,23 @@ def test_gradient_matching_by_hand_one_scale():
     pred = torch.tensor([[[[1.0, math.e, 1.0]]]], dtype=torch.float64)  # log residual 0, 1, 0
     # x-gradients |1 - 0| + |0 - 1| = 2 over 3 valid pixels
     assert GradientMatchingLoss(scales=1)(pred, gt, None).item() == pytest.approx(2 / 3)
+
+
+def test_silog_lambda_sets_how_much_a_global_scale_error_costs():
+    gt = torch.rand(1, 1, 8, 8) + 0.5
+    scaled = gt * 1.5  # a pure per-image scale error: Var(g) = 0, mean(g) = log 1.5
+    for lambd in (0.85, 0.5):
+        expected = 10 * math.sqrt(1 - lambd) * math.log(1.5)
+        assert SiLogLoss(lambd=lambd)(scaled, gt).item() == pytest.approx(expected, rel=1e-4)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="lambda"):
+            SiLogLoss(lambd=bad)
+
+
+def test_train_config_silog_lambda_reaches_the_objective():
+    from clip_depth_ros.model import create_model
+    from training.objectives import DepthObjective
+
+    model = create_model("tiny-mirror", backbone_weights="random")
+    assert DepthObjective(model, silog_lambda=0.5).silog.lambd == 0.5
+    assert DepthObjective(model).silog.lambd == 0.85
