@@ -2,8 +2,11 @@
 
 The 800 px image shows the central half of the 400 px one at twice the magnification, so the
 two predictions of the overlapping region should agree in metres.  A plain model cannot know
-the lens and is off.  (A camera-aware model that agrees within 5% is issue 6's open target:
-training/configs/demo_mirror_camaware.yaml fine-tuned for 300 steps measured a ratio of 1.40.)
+the lens and is off.  (A camera-aware model that agrees within 5% is issue 6's open target.
+Measured medians of tele / wide over these four views: demo-mirror 0.74; fine-tuned with
+training/configs/demo_mirror_camaware.yaml for 300 steps 1.40; 2400 steps with SiLog lambda
+0.5, 1.33; the same with every surface pattern at 0.3 m (a metric cue) 1.30 on such rooms and
+1.23 on these, although its validation over random focal lengths reached d1 0.89.)
 """
 from __future__ import annotations
 
