@@ -1,5 +1,4 @@
 """Backends: registry, the torch backend's image contract, precision, shared preprocessing."""
-import json
 
 import numpy as np
 import pytest
@@ -8,8 +7,9 @@ import torch
 from clip_depth_ros.backends import available_backends, create_backend
 from clip_depth_ros.backends.base import (DepthBackend, check_image, model_focal_px, preprocess,
                                           resize_back)
-from clip_depth_ros.config import MODEL_CONFIG_DIR, get_model_config
+from clip_depth_ros.config import get_model_config
 from clip_depth_ros.geometry import Intrinsics
+from model_helpers import BAD_IMAGE_IDS, BAD_IMAGES, camera_aware_config_file
 
 
 def _build(seed=0, **kwargs):
@@ -66,14 +66,7 @@ def test_infer_matches_model_at_input_size(backend):
     np.testing.assert_allclose(backend.infer(image), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [
-    np.zeros((48, 64, 3), np.float32),
-    np.zeros((48, 64), np.uint8),
-    np.zeros((48, 64, 4), np.uint8),
-    np.zeros((0, 64, 3), np.uint8),
-    np.zeros((48, 0, 3), np.uint8),
-    [[[0, 0, 0]]],
-], ids=["float", "2d", "4ch", "empty-h", "empty-w", "list"])
+@pytest.mark.parametrize("bad", BAD_IMAGES, ids=BAD_IMAGE_IDS)
 def test_bad_images_rejected(backend, bad):
     with pytest.raises(ValueError):
         backend.infer(bad)
@@ -156,10 +149,7 @@ def test_model_focal_px_scales_with_resize():
 
 def test_camera_aware_backend_scales_with_intrinsics(tmp_path):
     """A config JSON path with camera_aware_scale: depth follows the camera's focal length."""
-    data = json.loads((MODEL_CONFIG_DIR / "tiny-mirror.json").read_text())
-    data.update(name="tiny-mirror-cam", camera_aware_scale=True)
-    path = tmp_path / "tiny-mirror-cam.json"
-    path.write_text(json.dumps(data))
+    path = camera_aware_config_file(tmp_path)
     backend = _build(model=str(path))
     cfg = backend.config
     assert cfg.camera_aware_scale and cfg.name == "tiny-mirror-cam"

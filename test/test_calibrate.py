@@ -19,7 +19,7 @@ from clip_depth_ros.model import create_model
 from test_clipself import _stamp, write_bag
 from training.calibrate import (BinFit, bag_frames, calibrate, calibrated_config, folder_frames,
                                 main, nnls_normal, probabilities_at_input, write_config)
-from training.clipself import build_clip, save_backbone
+from model_helpers import random_backbone_file
 
 B_TRUE = np.array([0.6, 0.9, 1.3, 1.8, 2.4, 3.1, 4.0])
 SIZE = 64
@@ -33,9 +33,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def backbone(config, tmp_path_factory):
-    torch.manual_seed(0)
-    return str(save_backbone(build_clip(config, "random"),
-                             tmp_path_factory.mktemp("bb") / "tiny.safetensors"))
+    return random_backbone_file(config, tmp_path_factory.mktemp("bb"))
 
 
 @pytest.fixture(scope="module")

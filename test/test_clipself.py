@@ -17,6 +17,7 @@ from clip_depth_ros.model.backbone import ImageEncoder
 from training.clipself import (build_clip, dense_features, frozen_teacher, grid_boxes,
                                load_images, main, normalise, patch_crop_cosine, save_backbone,
                                train_clipself)
+from model_helpers import random_backbone_file
 
 TOPIC = "/camera/image_raw"
 
@@ -28,9 +29,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def backbone(config, tmp_path_factory):
-    torch.manual_seed(0)
-    return str(save_backbone(build_clip(config, "random"),
-                             tmp_path_factory.mktemp("bb") / "tiny.safetensors"))
+    return random_backbone_file(config, tmp_path_factory.mktemp("bb"))
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from clip_depth_ros.model.backbone import ImageEncoder
 from clip_depth_ros.model.conv_backbone import ConvImageEncoder, build_image_encoder
 from clip_depth_ros.model.factory import _open_clip
 from clip_depth_ros.weights import WeightsError
+from model_helpers import eval_copy as _eval_copy, forward as _out, random_batch as _batch
 
 NAME = "tiny-fastvit-mirror"
 
@@ -31,22 +32,6 @@ def train_model():
 def model():
     torch.manual_seed(0)
     return create_model(NAME)
-
-
-def _batch(config, n=2, seed=0, hw=None):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, *(hw or config.input_hw), generator=gen)
-
-
-def _out(model, x):
-    with torch.no_grad():
-        return model(x)
-
-
-def _eval_copy(model):
-    clone = copy.deepcopy(model)
-    clone.eval()
-    return clone
 
 
 def test_mirror_output_contract(model):

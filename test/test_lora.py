@@ -11,6 +11,7 @@ from clip_depth_ros.model import create_model, save_weights
 from clip_depth_ros.model.lora import has_lora, lora_parameters
 from clip_depth_ros.model.trainable import trainable_parameter_groups
 from clip_depth_ros.weights import read_sidecar
+from model_helpers import eval_copy as _eval_copy, forward as _out, random_batch as _batch
 
 # q/k/v through peft target_parameters (the default); peft's MultiheadAttention layer + an MLP
 TARGETS = {"in_proj": ["attn.in_proj"], "attn+mlp": ["attn", "mlp.c_fc"]}
@@ -38,22 +39,6 @@ def trained(request):
     return model
 
 
-def _batch(config, n=1, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, *config.input_hw, generator=gen)
-
-
-def _out(model, x):
-    with torch.no_grad():
-        return model(x)
-
-
-def _eval_copy(model):
-    clone = copy.deepcopy(model)
-    clone.eval()
-    return clone
-
-
 def test_only_lora_and_head_are_trainable(trained):
     model = copy.deepcopy(trained)
     groups = trainable_parameter_groups(model, apply=True)
@@ -70,7 +55,7 @@ def test_gradients_reach_the_lora_parameters(trained):
     model = copy.deepcopy(trained)
     trainable_parameter_groups(model, apply=True)
     model.train()
-    model(_batch(model.config, seed=2)).mean().backward()
+    model(_batch(model.config, n=1, seed=2)).mean().backward()
     for name, p in model.image_encoder.named_parameters():
         if ".lora_" in name:
             assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -80,7 +65,7 @@ def test_gradients_reach_the_lora_parameters(trained):
 
 def test_lora_starts_as_the_pretrained_tower():
     """peft's zero-initialised B: the adapted tower computes exactly the plain one."""
-    x = _batch(get_model_config("tiny-mirror"), seed=3)
+    x = _batch(get_model_config("tiny-mirror"), n=1, seed=3)
     maps = []
     for cfg in (get_model_config("tiny-mirror"), _config(["attn.in_proj", "mlp.c_proj"])):
         torch.manual_seed(0)  # the same random backbone (built before LoRA goes in)
@@ -111,7 +96,7 @@ def test_merge_matches_unmerged_and_leaves_no_peft(trained):
 def test_lora_changes_the_output(trained):
     """The adapters are in the forward path (non-zero B moves the depth)."""
     model = _eval_copy(trained)
-    x = _batch(model.config, seed=5)
+    x = _batch(model.config, n=1, seed=5)
     before = _out(model, x)
     with torch.no_grad():
         for p in lora_parameters(model.image_encoder):
@@ -148,7 +133,7 @@ def test_onnx_export_of_the_merged_model(trained, tmp_path):
     model.drop_text_encoder()
     model.merge_lora()
     path = tmp_path / "lora.onnx"
-    torch.onnx.export(model, (_batch(model.config),), str(path), dynamo=False,
+    torch.onnx.export(model, (_batch(model.config, n=1),), str(path), dynamo=False,
                       opset_version=17, input_names=["image"], output_names=["depth"])
     assert path.stat().st_size > 0
 

@@ -13,6 +13,7 @@ from clip_depth_ros.model.factory import _open_clip
 from clip_depth_ros.model.moa import (AdaptedBlock, MixtureOfAdapters, adapter_modules,
                                       bin_centres, insert_adapters, scaled_size)
 from clip_depth_ros.model.trainable import trainable_parameter_groups
+from model_helpers import forward as _out, random_batch as _batch
 
 NAME = "tiny-moa"
 
@@ -27,16 +28,6 @@ def model():
 def train_model():
     torch.manual_seed(0)
     return create_model(NAME, for_training=True)
-
-
-def _batch(config, n=2, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, *config.input_hw, generator=gen)
-
-
-def _out(model, x):
-    with torch.no_grad():
-        return model(x)
 
 
 def _randomise_experts(model, seed=3, scale=0.1):

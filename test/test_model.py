@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from clip_depth_ros.model import create_model
 from clip_depth_ros.model.backbone import ImageEncoder
+from model_helpers import random_batch as _batch
 
 METHODS = ("tiny-depthclip", "tiny-mirror")
 
@@ -23,12 +24,6 @@ def models():
 def train_mirror():
     torch.manual_seed(1)
     return create_model("tiny-mirror", for_training=True)
-
-
-def _batch(config, n=2, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    h, w = config.input_hw
-    return torch.randn(n, 3, h, w, generator=gen)
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -1,5 +1,4 @@
 """onnxruntime backend: the torch backend's contract, parity with it, config from metadata."""
-import json
 import shutil
 
 import numpy as np
@@ -13,9 +12,10 @@ from clip_depth_ros.backends import available_backends, create_backend  # noqa: 
 from clip_depth_ros.backends.base import DepthBackend  # noqa: E402
 from clip_depth_ros.backends.onnxruntime_backend import (CPU, CUDA, TRT,  # noqa: E402
                                                          OnnxRuntimeBackend, choose_providers)
-from clip_depth_ros.config import MODEL_CONFIG_DIR, ConfigError  # noqa: E402
+from clip_depth_ros.config import ConfigError  # noqa: E402
 from clip_depth_ros.export_onnx import export_onnx, sidecar_path  # noqa: E402
 from clip_depth_ros.geometry import Intrinsics  # noqa: E402
+from model_helpers import BAD_IMAGE_IDS, BAD_IMAGES, camera_aware_config_file  # noqa: E402
 
 
 def _image(h, w, seed=0):
@@ -64,10 +64,7 @@ def test_parity_with_torch_backend_below_1mm(pair, h, w):
 
 
 def test_camera_aware_scale(tmp_path):
-    data = json.loads((MODEL_CONFIG_DIR / "tiny-mirror.json").read_text())
-    data.update(name="tiny-mirror-cam", camera_aware_scale=True)
-    config_path = tmp_path / "tiny-mirror-cam.json"
-    config_path.write_text(json.dumps(data))
+    config_path = camera_aware_config_file(tmp_path)
     reference, backend = _pair(str(config_path), tmp_path)
     cfg = backend.config
     assert cfg.camera_aware_scale and cfg.name == "tiny-mirror-cam"
@@ -115,14 +112,7 @@ def test_missing_onnx_file_raises(tmp_path):
         OnnxRuntimeBackend(onnx_path=str(tmp_path / "nope.onnx"))
 
 
-@pytest.mark.parametrize("bad", [
-    np.zeros((48, 64, 3), np.float32),
-    np.zeros((48, 64), np.uint8),
-    np.zeros((48, 64, 4), np.uint8),
-    np.zeros((0, 64, 3), np.uint8),
-    np.zeros((48, 0, 3), np.uint8),
-    [[[0, 0, 0]]],
-], ids=["float", "2d", "4ch", "empty-h", "empty-w", "list"])
+@pytest.mark.parametrize("bad", BAD_IMAGES, ids=BAD_IMAGE_IDS)
 def test_bad_images_rejected(pair, bad):
     _, backend = pair
     with pytest.raises(ValueError):

@@ -7,7 +7,6 @@ CUDA graph capture needs a GPU and skips without one.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import numpy as np
@@ -17,11 +16,12 @@ import torch
 from clip_depth_ros.backends import torch_ops
 from clip_depth_ros.backends.torch_backend import TorchBackend
 from clip_depth_ros.colorize import COLORMAPS, colorize_depth
-from clip_depth_ros.config import MODEL_CONFIG_DIR, get_model_config
+from clip_depth_ros.config import get_model_config
 from clip_depth_ros.geometry import Intrinsics, depth_to_points, pack_rgb
 from clip_depth_ros.image_codec import cloud_layout
 from clip_depth_ros.pipeline import DepthPipeline, PipelineSettings
 from clip_depth_ros.synthetic import demo_trajectory, random_indoor_scene, render
+from model_helpers import camera_aware_config_file
 
 CPU = torch.device("cpu")
 K = Intrinsics(300.0, 290.0, 159.5, 121.0, 320, 240)
@@ -149,10 +149,7 @@ def test_fast_pipeline_without_intrinsics_or_points_gives_depth_only(backends, r
 
 
 def test_fast_path_applies_the_camera_aware_scale(room, tmp_path):
-    data = json.loads((MODEL_CONFIG_DIR / "tiny-mirror.json").read_text())
-    data.update(name="tiny-mirror-cam", camera_aware_scale=True)
-    path = tmp_path / "tiny-mirror-cam.json"
-    path.write_text(json.dumps(data))
+    path = camera_aware_config_file(tmp_path)
     plain = TorchBackend(str(path), fast_path="never")
     fast = TorchBackend(str(path), fast_path="always")
     fast.model.load_state_dict(plain.model.state_dict())
