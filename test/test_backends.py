@@ -102,9 +102,10 @@ def test_unknown_precision_raises():
     assert "fp8" in msg and all(p in msg for p in ("fp32", "fp16", "bf16"))
 
 
-def test_cuda_without_gpu_raises():
+def test_cuda_device_builds_only_with_a_gpu():
     if torch.cuda.is_available():
-        pytest.skip("a GPU is present")
+        assert _build(device="cuda").device.type == "cuda"
+        return
     with pytest.raises(RuntimeError, match="cuda"):
         _build(device="cuda")
 

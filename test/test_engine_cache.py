@@ -214,12 +214,17 @@ def test_cache_logic_imports_no_tensorrt():
     assert proc.stdout.strip().splitlines()[-1] == "LOADED:"
 
 
-def test_tensorrt_backend_without_tensorrt_says_what_to_install():
-    if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("tensorrt is installed here")
+def test_tensorrt_backend_without_tensorrt_says_what_to_install(tmp_path):
     from clip_depth_ros.backends import create_backend
+    missing = str(tmp_path / "model.onnx")
+    if importlib.util.find_spec("tensorrt") is not None:
+        # installed: the backend gets past the import and refuses the missing GPU or file
+        with pytest.raises((RuntimeError, FileNotFoundError)) as info:
+            create_backend("tensorrt", onnx_path=missing)
+        assert "install tensorrt" not in str(info.value)
+        return
     with pytest.raises(ImportError, match="install tensorrt") as info:
-        create_backend("tensorrt", onnx_path="model.onnx")
+        create_backend("tensorrt", onnx_path=missing)
     assert "JetPack" in str(info.value) and "pypi.nvidia.com" in str(info.value)
 
 

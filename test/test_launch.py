@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-launch_testing = pytest.importorskip(
-    "launch_testing", reason="launch_testing is not installed (no pip wheel; needs a full ROS 2 "
-                             "install)")
 pytest.importorskip("launch_ros", reason="launch_ros is not installed (no pip wheel; needs a "
                                          "full ROS 2 install)")
+# launch_testing comes with the same ROS 2 install as launch_ros
+launch_testing = pytest.importorskip(
+    "launch_testing", reason="launch_ros's launch_testing is not installed (needs a full ROS 2 "
+                             "install)")
 
 import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
