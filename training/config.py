@@ -29,6 +29,9 @@ class DataConfig:
     render_size: list[int] = field(default_factory=lambda: [240, 320])  # synthetic [h, w]
     focal_range: Optional[list[float]] = None  # synthetic: random focal per sample (px)
     texture_scale_m: Optional[float] = None  # synthetic indoor: one physical pattern scale
+    # synthetic: each training sample also rendered through a lens z times longer, z uniform
+    # in [lo, hi] (for zoom_consistency); None = no twins
+    zoom_pairs: Optional[list[float]] = None
     seed: int = 0
     flip: bool = True
     rotate_deg: float = 0.0
@@ -59,6 +62,9 @@ class TrainConfig:
     # SiLog variance focus: 0.85 (BTS) nearly ignores a per-image scale error; camera-aware
     # training must learn exactly that scale, so it uses 0.5 (Depth Anything V2's metric value)
     silog_lambda: float = 0.85
+    # camera-aware models: weight of the zoom-consistency loss between each sample's metric
+    # depth and its zoomed twin's (needs data.zoom_pairs); 0 = off
+    zoom_consistency: float = 0.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
@@ -84,6 +90,14 @@ class TrainConfig:
         cfg = cls(**data)
         if cfg.data.kind not in DATA_KINDS:
             raise ValueError(f"data.kind must be one of {DATA_KINDS}, not '{cfg.data.kind}'")
+        zoom = cfg.data.zoom_pairs
+        if zoom is not None and (len(zoom) != 2 or not 1.0 <= zoom[0] <= zoom[1]):
+            raise ValueError(f"data.zoom_pairs must be [lo, hi] with 1 <= lo <= hi, got {zoom}")
+        if cfg.zoom_consistency < 0:
+            raise ValueError(f"zoom_consistency must be >= 0, got {cfg.zoom_consistency}")
+        if cfg.zoom_consistency > 0 and zoom is None:
+            raise ValueError("zoom_consistency needs data.zoom_pairs (the zoomed twins it "
+                             "compares)")
         return cfg
 
 

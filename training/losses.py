@@ -174,3 +174,45 @@ class GradientMatchingLoss(nn.Module):
             grad_y = (r[:, 1:, :] - r[:, :-1, :]).abs() * mask_y
             total = total + (grad_x.sum() + grad_y.sum()) / count
         return total
+
+
+def zoom_consistency_loss(wide_m: torch.Tensor, tele_m: torch.Tensor, wide_k: torch.Tensor,
+                          tele_k: torch.Tensor, tele_valid: Optional[torch.Tensor] = None,
+                          scale: float = 10.0) -> torch.Tensor:
+    """Disagreement of two metric depth maps of one view through two lenses (B x 1 x H x W).
+
+    wide_k / tele_k: (B, 4) intrinsics [fx, fy, cx, cy] at the maps' resolution; the tele
+    lens sees part of the wide one's field (a longer focal length, same pose).  Each tele pixel
+    is looked up in the wide map (bilinear) at the pixel seeing the same ray; with
+    g = log tele - log wide there, the loss is ``scale`` * sqrt(mean g^2) per image (its RMS
+    log disagreement, scale included: a lens-dependent scale error is exactly what it targets),
+    averaged over the images.  Pixels whose ray leaves the wide field or are invalid in
+    ``tele_valid`` do not count.
+    """
+    if wide_m.shape != tele_m.shape or wide_m.ndim != 4 or wide_m.shape[1] != 1:
+        raise ValueError(f"need two B x 1 x H x W maps, got {tuple(wide_m.shape)} and "
+                         f"{tuple(tele_m.shape)}")
+    b, _, h, w = tele_m.shape
+    wide_k, tele_k = wide_k.to(tele_m), tele_k.to(tele_m)
+    v, u = torch.meshgrid(torch.arange(h, device=tele_m.device, dtype=tele_m.dtype),
+                          torch.arange(w, device=tele_m.device, dtype=tele_m.dtype),
+                          indexing="ij")
+    # the ray through tele pixel (u, v) hits the wide image at (ua, va)
+    ua = wide_k[:, 2, None, None] + (u - tele_k[:, 2, None, None]) \
+        * (wide_k[:, 0] / tele_k[:, 0])[:, None, None]
+    va = wide_k[:, 3, None, None] + (v - tele_k[:, 3, None, None]) \
+        * (wide_k[:, 1] / tele_k[:, 1])[:, None, None]
+    grid = torch.stack(((2 * ua + 1) / w - 1, (2 * va + 1) / h - 1), dim=-1)  # align_corners=False
+    wide_at_tele = F.grid_sample(wide_m, grid, mode="bilinear", padding_mode="border",
+                                 align_corners=False)
+    inside = (grid.abs() <= 1).all(dim=-1).unsqueeze(1)
+    valid = inside if tele_valid is None else inside & tele_valid.reshape(inside.shape).bool()
+    g = torch.log(tele_m.clamp(min=_EPS)) - torch.log(wide_at_tele.clamp(min=_EPS))
+    g = torch.where(valid, g, torch.zeros_like(g))
+    count = valid.flatten(1).sum(dim=1)
+    mean_sq = (g ** 2).flatten(1).sum(dim=1) / count.clamp(min=1)
+    per_image = scale * _safe_sqrt(mean_sq)
+    has = count > 0
+    if not bool(has.any()):
+        return _zero(tele_m)
+    return per_image[has].mean()

@@ -13,7 +13,8 @@ from torch import nn
 from clip_depth_ros.model.depth_model import DepthModel
 from clip_depth_ros.model.trainable import trainable_parameter_groups
 
-from .losses import GradientMatchingLoss, MoASiLogLoss, SiLogLoss, bin_cross_entropy, l1_loss
+from .losses import (GradientMatchingLoss, MoASiLogLoss, SiLogLoss, bin_cross_entropy, l1_loss,
+                     zoom_consistency_loss)
 
 
 def trainable_groups(model: DepthModel,
@@ -56,6 +57,30 @@ class DepthObjective:
             scale = self.config.canonical_focal_px / batch["focal_px"].to(device)
             depth = depth * scale.view(-1, 1, 1, 1)
         return depth, valid
+
+    @staticmethod
+    def with_twins(batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch with its zoomed twins appended (the order of a torch.cat of the images)."""
+        out = dict(batch)
+        for key in ("depth", "valid_mask", "focal_px", "intrinsics"):
+            out[key] = torch.cat([batch[key], batch[f"twin_{key}"]])
+        out["n_wide"] = batch["image"].shape[0]
+        return out
+
+    def metric(self, pred: torch.Tensor, focal_px: torch.Tensor) -> torch.Tensor:
+        """Canonical-camera predictions -> metric depth for each sample's focal length."""
+        if not self.config.camera_aware_scale:
+            return pred
+        return pred * (focal_px.to(pred) / self.config.canonical_focal_px).view(-1, 1, 1, 1)
+
+    def zoom_consistency(self, pred: torch.Tensor, batch: dict[str, Any],
+                         device: torch.device) -> torch.Tensor:
+        """Metric disagreement of each sample with its zoomed twin (batch from with_twins)."""
+        n = batch["n_wide"]
+        metric = self.metric(pred, batch["focal_px"].to(device))
+        k = batch["intrinsics"].to(device)
+        valid = batch["valid_mask"].to(device)
+        return zoom_consistency_loss(metric[:n], metric[n:], k[:n], k[n:], valid[n:])
 
     def __call__(self, pred: torch.Tensor, batch: dict[str, Any],
                  device: torch.device) -> torch.Tensor:

@@ -103,6 +103,9 @@ class Trainer:
         self.groups, self.parts = trainable_groups(self.model, cfg.train_backbone)
         self.objective = DepthObjective(self.model, cfg.loss, cfg.gradient_matching,
                                         cfg.silog_lambda)
+        if cfg.zoom_consistency > 0 and not self.model.config.camera_aware_scale:
+            raise ValueError(f"zoom_consistency compares metric depth through two lenses: model "
+                             f"'{cfg.model}' is not camera-aware (camera_aware_scale off)")
         self.train_set, self.val_set = build_datasets(cfg.data, self.model.config)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=True)
@@ -169,10 +172,17 @@ class Trainer:
     def step(self, batch: dict[str, Any]) -> float:
         """One optimizer step; returns the loss averaged over all ranks."""
         image = batch["image"].to(self.device, non_blocking=True)
+        twins = "twin_image" in batch
+        if twins:  # each sample and its zoomed twin in one forward pass
+            image = torch.cat([image, batch["twin_image"].to(self.device, non_blocking=True)])
+            batch = self.objective.with_twins(batch)
         amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             depth = self.net(image)
         loss = self.objective(depth.float(), batch, self.device)
+        if twins and self.cfg.zoom_consistency > 0:
+            loss = loss + self.cfg.zoom_consistency * self.objective.zoom_consistency(
+                depth.float(), batch, self.device)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:

@@ -40,12 +40,21 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.base[index]
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        twin = sample.pop("twin", None) if isinstance(sample, dict) else None
         if self.transform is not None:
-            sample = self.transform(sample, rng)
+            sample = self.transform(sample, self._rng(index))
         out = to_tensors(sample, self.mean, self.std)
         out["index"] = torch.tensor(int(index))
+        if twin is not None:
+            # a zoomed twin of the same view: augmented by the same draws (same flip, jitter)
+            if self.transform is not None:
+                twin = self.transform(twin, self._rng(index))
+            out.update({f"twin_{k}": v for k, v in to_tensors(twin, self.mean, self.std).items()
+                        if k != "name"})
         return out
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
 
 
 class AspectCrop:
@@ -94,9 +103,14 @@ def base_dataset(data: DataConfig, split: str) -> Dataset:
         # validation scenes never overlap training scenes: a different seed stream
         seed = data.seed if train else data.seed + 7919
         focal = tuple(data.focal_range) if data.focal_range else None
+        # zoomed twins for zoom-consistency training (training split only)
+        zoom = tuple(data.zoom_pairs) if data.zoom_pairs and train else None
         return SyntheticDepthDataset(kind=data.kind.split("-", 1)[1], n_samples=n,
                                      size=tuple(data.render_size), seed=seed, focal_range=focal,
-                                     texture_scale_m=data.texture_scale_m)
+                                     texture_scale_m=data.texture_scale_m, zoom_range=zoom)
+    if data.zoom_pairs:
+        raise ValueError("data.zoom_pairs needs a synthetic data kind: the zoomed twin is "
+                         f"re-rendered, which '{data.kind}' data cannot be")
     from .datasets import (FolderPairsDataset, KITTIEigenDataset, NYUFolderDataset,
                            NYULabeledMatDataset)
     list_file = data.train_list if train else data.val_list

@@ -47,7 +47,10 @@ class SyntheticDepthDataset(Dataset):
     375x1242); ``intrinsics`` default to that camera scaled to ``size``.  With
     ``focal_range=(lo, hi)`` each sample gets fx = fy drawn uniformly in [lo, hi] pixels
     (principal point unchanged); ``texture_scale_m`` gives every indoor surface pattern one
-    physical scale (a metric cue, see ``random_indoor_scene``).  Samples are dicts: image (HxWx3 uint8 RGB), depth (HxW float32
+    physical scale (a metric cue, see ``random_indoor_scene``).  With ``zoom_range=(lo, hi)``
+    each sample also carries a "twin": the same scene from the same pose through a lens z
+    times longer (fx, fy times z, z uniform in [lo, hi], principal point kept), rendered
+    (not upsampled, so no blur tells the twin apart), for zoom-consistency training.  Samples are dicts: image (HxWx3 uint8 RGB), depth (HxW float32
     metres, 0 where invalid: sky or beyond ``max_depth``), valid_mask (bool), intrinsics, name.
     ``transform(sample, rng)`` gets a generator seeded by the index, keeping determinism.
     """
@@ -58,13 +61,16 @@ class SyntheticDepthDataset(Dataset):
                  focal_range: Optional[tuple[float, float]] = None, poses_per_scene: int = 8,
                  max_depth: Optional[float] = None,
                  transform: Optional[Callable[[Sample, np.random.Generator], Any]] = None,
-                 texture_scale_m: Optional[float] = None) -> None:
+                 texture_scale_m: Optional[float] = None,
+                 zoom_range: Optional[tuple[float, float]] = None) -> None:
         if kind not in SCENE_KINDS:
             raise ValueError(f"unknown kind {kind!r}; valid kinds: {', '.join(SCENE_KINDS)}")
         if n_samples < 0 or seed < 0 or poses_per_scene < 1:
             raise ValueError("need n_samples >= 0, seed >= 0 and poses_per_scene >= 1")
         if focal_range is not None and not 0 < focal_range[0] <= focal_range[1]:
             raise ValueError(f"focal_range must be (lo, hi) with 0 < lo <= hi, got {focal_range}")
+        if zoom_range is not None and not 1.0 <= zoom_range[0] <= zoom_range[1]:
+            raise ValueError(f"zoom_range must be (lo, hi) with 1 <= lo <= hi, got {zoom_range}")
         base = intrinsics or CAMERAS[kind]
         height, width = size if size is not None else (base.height, base.width)
         self.kind = kind
@@ -76,6 +82,7 @@ class SyntheticDepthDataset(Dataset):
         self.max_depth = MAX_DEPTH[kind] if max_depth is None else float(max_depth)
         self.transform = transform
         self.texture_scale_m = texture_scale_m
+        self.zoom_range = zoom_range
         self._scene_cache: tuple[int, Any] | None = None
 
     def __len__(self) -> int:
@@ -92,8 +99,8 @@ class SyntheticDepthDataset(Dataset):
                                                              self.texture_scale_m))
         return self._scene_cache[1]
 
-    def render(self, index: int) -> tuple[np.ndarray, np.ndarray, Intrinsics]:
-        """(rgb, raw depth with +inf for sky, intrinsics) of sample ``index``."""
+    def _view(self, index: int) -> tuple[Any, Any, Intrinsics]:
+        """(scene, pose, intrinsics) of sample ``index``."""
         rng = np.random.default_rng([self.seed, index])
         scene = self._scene(index)
         pose = random_pose(scene, rng)
@@ -101,20 +108,36 @@ class SyntheticDepthDataset(Dataset):
         if self.focal_range is not None:
             focal = float(rng.uniform(*self.focal_range))
             intrinsics = replace(intrinsics, fx=focal, fy=focal)
+        return scene, pose, intrinsics
+
+    def render(self, index: int) -> tuple[np.ndarray, np.ndarray, Intrinsics]:
+        """(rgb, raw depth with +inf for sky, intrinsics) of sample ``index``."""
+        scene, pose, intrinsics = self._view(index)
         rgb, depth = render(scene, pose, intrinsics)
         return rgb, depth, intrinsics
+
+    def _sample(self, index: int, rgb: np.ndarray, depth: np.ndarray,
+                intrinsics: Intrinsics) -> Sample:
+        valid = np.isfinite(depth) & (depth > 0) & (depth <= self.max_depth)
+        return {"image": rgb, "depth": np.where(valid, depth, np.float32(0)),
+                "valid_mask": valid, "intrinsics": intrinsics,
+                "name": f"synthetic_{self.kind}_{self.seed}_{index:06d}"}
 
     def __getitem__(self, index: int) -> Any:
         if not -self.n_samples <= index < self.n_samples:
             raise IndexError(f"index {index} out of range for {self.n_samples} samples")
         index %= self.n_samples
-        rgb, depth, intrinsics = self.render(index)
-        valid = np.isfinite(depth) & (depth > 0) & (depth <= self.max_depth)
-        sample = {"image": rgb, "depth": np.where(valid, depth, np.float32(0)),
-                  "valid_mask": valid, "intrinsics": intrinsics,
-                  "name": f"synthetic_{self.kind}_{self.seed}_{index:06d}"}
+        scene, pose, intrinsics = self._view(index)
+        sample = self._sample(index, *render(scene, pose, intrinsics), intrinsics)
+        if self.zoom_range is not None:
+            zoom = float(np.random.default_rng([self.seed, index, 2]).uniform(*self.zoom_range))
+            tele = replace(intrinsics, fx=intrinsics.fx * zoom, fy=intrinsics.fy * zoom)
+            sample["twin"] = self._sample(index, *render(scene, pose, tele), tele)
         if self.transform is not None:
+            twin = sample.pop("twin", None)
             sample = self.transform(sample, np.random.default_rng([self.seed, index, 1]))
+            if twin is not None:  # the same draws: the same flip, jitter, ...
+                sample["twin"] = self.transform(twin, np.random.default_rng([self.seed, index, 1]))
         return sample
 
 
