@@ -14,7 +14,10 @@ from ros_harness import PARAMS_FILE, RELIABLE, ROOT, Probe, node_process, rgb_im
 import rclpy
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from lifecycle_msgs.srv import GetState  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2  # noqa: E402
 
 from clip_depth_ros.ros.conversions import rgb8_to_compressed  # noqa: E402
@@ -88,6 +91,43 @@ def test_corrupt_checkpoint_gives_one_clear_error_and_the_node_stays_up(ros, tmp
     errors = [line for line in text.splitlines() if "could not load the model" in line]
     assert len(errors) == 1 and str(bad) in errors[0], text
     assert "Traceback" not in text
+
+
+def _call(probe: Probe, client, request, timeout: float = 30.0):
+    future = client.call_async(request)
+    assert probe.wait_for(future.done, timeout)
+    return future.result()
+
+
+@pytest.mark.ros
+def test_bad_parameter_overrides_keep_the_node_up_until_they_are_fixed(ros, tmp_path):
+    # a YAML bool for a string parameter and an integer out of its range: rclpy would raise
+    # at declaration and end the process; the node says which and stays up, unconfigured
+    log = tmp_path / "node.log"
+    node = "/badparam/clip_depth_node"
+    with node_process("-p", "torch_fast_path:=true", "-p", "point_stride:=0",
+                      namespace="/badparam", log_path=log) as proc:
+        probe = Probe("badparam_probe")
+        get_state = probe.node.create_client(GetState, f"{node}/get_state")
+        assert get_state.wait_for_service(timeout_sec=60), log.read_text()
+        assert _call(probe, get_state, GetState.Request()).current_state.label == "unconfigured"
+        change = probe.node.create_client(ChangeState, f"{node}/change_state")
+        configure = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE))
+        assert not _call(probe, change, configure).success  # still refused: nothing fixed
+        set_params = probe.node.create_client(SetParameters, f"{node}/set_parameters")
+        fixed = _call(probe, set_params, SetParameters.Request(parameters=[
+            Parameter("torch_fast_path", value="never").to_parameter_msg(),
+            Parameter("point_stride", value=2).to_parameter_msg()]))
+        assert all(r.successful for r in fixed.results), fixed
+        assert _call(probe, change, configure, timeout=120).success, log.read_text()
+        assert _call(probe, get_state, GetState.Request()).current_state.label == "inactive"
+        assert proc.poll() is None
+        probe.close()
+    lines = log.read_text().splitlines()
+    for name in ("torch_fast_path", "point_stride"):
+        bad = [line for line in lines if f"parameter {name}: bad value given" in line]
+        assert len(bad) == 1, lines
+    assert "Traceback" not in log.read_text()
 
 
 @pytest.mark.ros

@@ -15,6 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
@@ -40,8 +41,23 @@ class DepthNode(LifecycleNode):
 
     def __init__(self, node_name: str = "clip_depth_node", **kwargs: Any):
         super().__init__(node_name, **kwargs)
+        # A bad override (-p point_stride:=fast, a YAML bool for a string, a value out of
+        # range or choices) must not kill the process: the parameter keeps its default, the
+        # node stays unconfigured and says which one until it is set to a valid value.
+        self.bad_overrides: dict[str, str] = {}
         for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            try:
+                value = self.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+                reason = check_value(spec, value)
+            except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+                self.declare_parameter(spec.name, spec.default, spec.descriptor(),
+                                       ignore_override=True)
+                reason = str(exc)
+            if reason:
+                self.bad_overrides[spec.name] = reason
+                self.get_logger().error(
+                    f"parameter {spec.name}: bad value given ({reason}); the node stays "
+                    f"unconfigured until it is set to a valid value")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._configured = False
         self._backend = None
@@ -78,6 +94,8 @@ class DepthNode(LifecycleNode):
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         names = {p.name for p in params}
+        for name in names:
+            self.bad_overrides.pop(name, None)  # a valid value replaced a bad override
         if self._pipeline is not None:
             self._apply_pipeline_settings({p.name: p.value for p in params})
         if names & {"qos_input_depth", "qos_output_depth"} and self._pubs:
@@ -106,6 +124,11 @@ class DepthNode(LifecycleNode):
     # ----------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the model (or engine) and start the worker thread."""
+        if self.bad_overrides:
+            listing = "; ".join(f"{k}: {v}" for k, v in sorted(self.bad_overrides.items()))
+            self.last_error = f"configure refused: bad parameters ({listing})"
+            self.get_logger().error(f"not configuring: fix the bad parameters first ({listing})")
+            return TransitionCallbackReturn.FAILURE
         kwargs = dict(model=self.p("model"), weights=self.p("weights") or None,
                       backbone_weights=self.p("backbone_weights") or None,
                       device=self.p("device"), precision=self.p("precision"))
