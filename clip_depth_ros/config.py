@@ -117,6 +117,10 @@ class ModelConfig:
     # Focal length (px, at the model input size) of the canonical camera depth is learnt in.
     canonical_focal_px: float = 181.6
     camera_aware_scale: bool = False
+    # Camera-aware models only: the decoder is also told log(f_px / canonical_focal_px) (FiLM),
+    # so what it cannot see in the image (how long the lens is) does not pull its canonical
+    # depth towards the training set's mean (mirror method; the torch backend).
+    focal_conditioning: bool = False
     depthclip: Optional[DepthCLIPConfig] = None
     mirror: Optional[MirrorConfig] = None
     moa: Optional[MoAConfig] = None
@@ -144,6 +148,9 @@ class ModelConfig:
             raise ConfigError(f"model '{self.name}': mean/std must have 3 entries, std > 0")
         if self.canonical_focal_px <= 0:
             raise ConfigError(f"model '{self.name}': canonical_focal_px must be > 0")
+        if self.focal_conditioning and not (self.camera_aware_scale and self.method == "mirror"):
+            raise ConfigError(f"model '{self.name}': focal_conditioning needs camera_aware_scale "
+                              f"and the mirror method")
         if self.depthclip is not None and len(self.depthclip.words) != len(self.depthclip.bins_m):
             raise ConfigError(f"model '{self.name}': depthclip needs one bin per word")
         if self.moa is not None:

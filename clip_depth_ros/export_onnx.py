@@ -107,6 +107,10 @@ def export_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
     if param.dtype != torch.float32:
         raise ValueError(f"export an fp32 model, not {param.dtype}; engines choose precision")
     config: ModelConfig = model.config
+    if config.focal_conditioning:
+        raise ValueError(f"model '{config.name}' is focal-conditioned: its decoder also takes "
+                         "the lens (f_px / canonical_focal_px), an input the exported graph does "
+                         "not have yet; run it with backend torch")
     height, width = config.input_hw
     example = torch.zeros(1, 3, height, width, device=param.device)
     path = Path(path).expanduser()

@@ -43,10 +43,11 @@ def eval_copy(model: torch.nn.Module) -> torch.nn.Module:
     return clone
 
 
-def camera_aware_config_file(folder: Path, name: str = "tiny-mirror-cam") -> Path:
-    """tiny-mirror's config JSON with camera_aware_scale on, written as ``folder/name.json``."""
+def camera_aware_config_file(folder: Path, name: str = "tiny-mirror-cam", **extra) -> Path:
+    """tiny-mirror's config JSON with camera_aware_scale on (and ``extra`` fields), written as
+    ``folder/name.json``."""
     data = json.loads((MODEL_CONFIG_DIR / "tiny-mirror.json").read_text())
-    data.update(name=name, camera_aware_scale=True)
+    data.update(name=name, camera_aware_scale=True, **extra)
     path = Path(folder) / f"{name}.json"
     path.write_text(json.dumps(data))
     return path

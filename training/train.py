@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from clip_depth_ros.config import resolve_weights
 from clip_depth_ros.model import create_model, load_weights
+from clip_depth_ros.model.factory import NEW_PART_KEYS
 
 from .checkpoint import export_best, latest_checkpoint, load_train_state, save_checkpoint
 from .config import TrainConfig, load_train_config
@@ -98,7 +99,10 @@ class Trainer:
         self.model = create_model(cfg.model, backbone_weights=cfg.backbone_weights,
                                   for_training=True)
         if cfg.init_weights:
-            load_weights(self.model, resolve_weights(cfg.init_weights))
+            # parts the starting weights predate (a new focal conditioning) keep their
+            # identity initialisation
+            load_weights(self.model, resolve_weights(cfg.init_weights),
+                         may_lack=NEW_PART_KEYS)
         self.model.to(self.device)
         self.groups, self.parts = trainable_groups(self.model, cfg.train_backbone)
         self.objective = DepthObjective(self.model, cfg.loss, cfg.gradient_matching,
@@ -177,8 +181,11 @@ class Trainer:
             image = torch.cat([image, batch["twin_image"].to(self.device, non_blocking=True)])
             batch = self.objective.with_twins(batch)
         amp = self.cfg.amp and self.device.type == "cuda"
+        focal_scale = None
+        if self.model.config.focal_conditioning:
+            focal_scale = batch["focal_px"].to(self.device) / self.model.config.canonical_focal_px
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            depth = self.net(image)
+            depth = self.net(image, focal_scale)
         loss = self.objective(depth.float(), batch, self.device)
         if twins and self.cfg.zoom_consistency > 0:
             loss = loss + self.cfg.zoom_consistency * self.objective.zoom_consistency(

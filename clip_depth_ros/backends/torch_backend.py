@@ -69,7 +69,7 @@ class FrameRunner:
         b = self.backend
         cfg = b.config
         x = torch_ops.preprocess_uint8(self.dev_in, cfg.input_hw, b._mean, b._inv_std, b.dtype)
-        depth = b._forward(x).float()
+        depth = (b._forward(x, self.scale) if cfg.focal_conditioning else b._forward(x)).float()
         if cfg.camera_aware_scale:
             depth = (depth * self.scale).clamp(cfg.min_depth, cfg.max_depth)
         return torch_ops.resize_depth_back(depth, self.height, self.width)
@@ -197,8 +197,12 @@ class TorchBackend:
     def run(self, batch: torch.Tensor, f_px: Optional[float] = None) -> torch.Tensor:
         """Model-resolution metric depth (1, 1, h, w) float32 on the device; f_px is the
         focal length at the model input size (used by camera-aware models)."""
-        depth = self._forward(batch)
         cfg = self.config
+        if cfg.focal_conditioning:  # the decoder is told the lens (1 = canonical if unknown)
+            ratio = 1.0 if f_px is None else f_px / cfg.canonical_focal_px
+            depth = self._forward(batch, torch.tensor(ratio, device=self.device))
+        else:
+            depth = self._forward(batch)
         if cfg.camera_aware_scale and f_px is not None:
             depth = (depth * (f_px / cfg.canonical_focal_px)).clamp(cfg.min_depth, cfg.max_depth)
         return depth.float()

@@ -28,7 +28,8 @@ def build_head(config: ModelConfig, encoder: nn.Module, text_width: int) -> nn.M
         return DepthCLIPHead(config.depthclip, encoder.embed_dim)
     if config.method == "mirror":
         return MirrorHead(config.mirror, encoder.tap_channels, encoder.embed_dim, text_width,
-                          encoder.patch_size, config.max_depth, encoder.tap_strides)
+                          encoder.patch_size, config.max_depth, encoder.tap_strides,
+                          focal_conditioning=config.focal_conditioning)
     if config.method == "moa":
         return MoAHead(config.moa, encoder.tap_channels, encoder.embed_dim,
                        encoder.patch_size, config.min_depth, config.max_depth)
@@ -103,10 +104,21 @@ class DepthModel(nn.Module):
         self.image_encoder.reparameterize()
         return self
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Canonical-camera depth (B, 1, H, W) in metres for a normalised image batch."""
+    def forward(self, image: torch.Tensor,
+                focal_scale: Union[float, torch.Tensor, None] = None) -> torch.Tensor:
+        """Canonical-camera depth (B, 1, H, W) in metres for a normalised image batch.
+
+        focal_scale = f_px / canonical_focal_px (scalar or (B,)) is only read by a
+        focal-conditioned model (None: the canonical camera itself).
+        """
         height, width = image.shape[-2:]
-        depth = self.head(self.image_encoder, image, self.text_embedding())
+        if self.config.focal_conditioning:
+            ratio = 1.0 if focal_scale is None else focal_scale
+            ratio = torch.as_tensor(ratio, dtype=torch.float32, device=image.device)
+            log_focal = torch.log(ratio.reshape(-1, 1)).expand(image.shape[0], 1)
+            depth = self.head(self.image_encoder, image, self.text_embedding(), log_focal)
+        else:
+            depth = self.head(self.image_encoder, image, self.text_embedding())
         if depth.shape[-2:] != (height, width):
             depth = F.interpolate(depth, size=(height, width), mode="bilinear",
                                   align_corners=False)
@@ -118,9 +130,9 @@ class DepthModel(nn.Module):
 
         With ``camera_aware_scale`` on and f_px known, depth = canonical * f_px / canonical_f.
         """
-        depth = self.forward(image)
-        if self.config.camera_aware_scale and f_px is not None:
-            scale = torch.as_tensor(f_px, dtype=depth.dtype, device=depth.device)
-            depth = depth * (scale.reshape(-1, 1, 1, 1) / self.config.canonical_focal_px)
-            depth = depth.clamp(self.config.min_depth, self.config.max_depth)
-        return depth
+        if not self.config.camera_aware_scale or f_px is None:
+            return self.forward(image)
+        scale = torch.as_tensor(f_px, dtype=torch.float32, device=image.device) \
+            / self.config.canonical_focal_px
+        depth = self.forward(image, scale) * scale.to(image.dtype).reshape(-1, 1, 1, 1)
+        return depth.clamp(self.config.min_depth, self.config.max_depth)

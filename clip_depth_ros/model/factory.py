@@ -171,8 +171,18 @@ def save_weights(model: DepthModel, path: Union[str, os.PathLike],
     return save_tensor_file(trained_state(model, parts), path, sidecar)
 
 
-def load_weights(model: DepthModel, path: Union[str, os.PathLike]) -> dict[str, Any]:
-    """Load trained parts into ``model`` with strict key, shape and dtype checks."""
+# Keys of parts newer than some trained weights (the focal-conditioning MLPs): weights made
+# before them can start a fine-tune into a model that has them (load_weights(may_lack=...)).
+NEW_PART_KEYS = (".camera.",)
+
+
+def load_weights(model: DepthModel, path: Union[str, os.PathLike],
+                 may_lack: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load trained parts into ``model`` with strict key, shape and dtype checks.
+
+    may_lack: substrings of keys the file may lack (those keep the model's initial values);
+    only for starting a fine-tune, never for inference.
+    """
     sidecar = read_sidecar(path)
     parts = sidecar.get("parts", ["head"])
     if model.text_encoder is None and "text_encoder" in parts:
@@ -180,6 +190,12 @@ def load_weights(model: DepthModel, path: Union[str, os.PathLike]) -> dict[str, 
     state = load_tensor_file(path)
     if "text_encoder" not in parts:
         state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
-    expected = trained_state(model, parts).keys()
+    expected = set(trained_state(model, parts).keys())
+    if may_lack:
+        lacking = {k for k in expected - set(state) if any(m in k for m in may_lack)}
+        if lacking:
+            log.info("weights %s lack %d new keys (e.g. %s); they keep their initial values",
+                     path, len(lacking), sorted(lacking)[0])
+        expected -= lacking
     load_state_strict(model, state, f"weights {path}", expected_keys=expected)
     return sidecar

@@ -19,23 +19,38 @@ from torch import nn
 from ..config import MirrorConfig
 from .backbone import ImageEncoder, TextEncoder
 
+CAMERA_HIDDEN = 16  # width of the focal-conditioning MLP of each decoder stage
+
 
 class FiLMUpBlock(nn.Module):
     """x2 transposed-conv upsampling, FiLM from the prompt embedding, then a 3x3 conv."""
 
-    def __init__(self, in_ch: int, out_ch: int, embed_dim: int):
+    def __init__(self, in_ch: int, out_ch: int, embed_dim: int, camera: bool = False):
         super().__init__()
         self.up = nn.ConvTranspose2d(in_ch, out_ch, kernel_size=4, stride=2, padding=1)
         self.norm = nn.GroupNorm(1, out_ch)
         self.film = nn.Linear(embed_dim, 2 * out_ch)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)  # starts as identity: gamma = 1, beta = 0
+        # focal conditioning: gamma, beta also from log(f / canonical f); zero-initialised, so
+        # a model fine-tuned into it starts exactly where its unconditioned weights were
+        self.camera = None
+        if camera:
+            self.camera = nn.Sequential(nn.Linear(1, CAMERA_HIDDEN), nn.GELU(),
+                                        nn.Linear(CAMERA_HIDDEN, 2 * out_ch))
+            nn.init.zeros_(self.camera[2].weight)
+            nn.init.zeros_(self.camera[2].bias)
         self.conv = nn.Conv2d(out_ch, out_ch, kernel_size=3, padding=1)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """Upsample x (B, in, h, w) to (B, out, 2h, 2w), modulated by embedding (1 or B, D)."""
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor,
+                log_focal: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Upsample x (B, in, h, w) to (B, out, 2h, 2w), modulated by embedding (1 or B, D)
+        and, with focal conditioning, by log_focal (B, 1) = log(f_px / canonical f)."""
         x = self.norm(self.up(x))
-        gamma, beta = self.film(embedding).chunk(2, dim=-1)
+        film = self.film(embedding)
+        if self.camera is not None and log_focal is not None:
+            film = film + self.camera(log_focal.to(film.dtype))
+        gamma, beta = film.chunk(2, dim=-1)
         x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
         return F.gelu(self.conv(F.gelu(x)))
 
@@ -47,7 +62,7 @@ class MirrorHead(nn.Module):
 
     def __init__(self, config: MirrorConfig, tap_channels: Sequence[int], embed_dim: int,
                  text_width: int, patch_size: int, max_depth: float,
-                 tap_strides: Optional[Sequence[int]] = None):
+                 tap_strides: Optional[Sequence[int]] = None, focal_conditioning: bool = False):
         super().__init__()
         self.config = config
         self.max_depth = float(max_depth)
@@ -69,7 +84,8 @@ class MirrorHead(nn.Module):
                              f"{patch_size} in x2 steps")
         self.taps = nn.ModuleList(nn.Conv2d(c, ins[k], kernel_size=1)
                                   for c, k in zip(tap_channels, self.tap_stages))
-        self.stages = nn.ModuleList(FiLMUpBlock(i, o, embed_dim) for i, o in zip(ins, channels))
+        self.stages = nn.ModuleList(FiLMUpBlock(i, o, embed_dim, focal_conditioning)
+                                    for i, o in zip(ins, channels))
         self.out = nn.Conv2d(channels[-1], 1, kernel_size=3, padding=1)
 
     def compute_text_embedding(self, text: TextEncoder) -> torch.Tensor:
@@ -77,13 +93,15 @@ class MirrorHead(nn.Module):
         return text.encode_token_embeddings(self.mirror.unsqueeze(0))
 
     def forward(self, encoder: ImageEncoder, image: torch.Tensor,
-                text_embedding: torch.Tensor) -> torch.Tensor:
-        """Depth (B, 1, H, W) in metres at (about) the input resolution."""
+                text_embedding: torch.Tensor,
+                log_focal: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Depth (B, 1, H, W) in metres at (about) the input resolution; log_focal (B, 1):
+        log(f_px / canonical f) for a focal-conditioned decoder (None: the canonical camera)."""
         maps = encoder.feature_maps(image)
         x = self._join_taps(None, maps, 0)
         emb = text_embedding.to(x.dtype)
         for k, stage in enumerate(self.stages):
-            x = stage(self._join_taps(x, maps, k) if k else x, emb)
+            x = stage(self._join_taps(x, maps, k) if k else x, emb, log_focal)
         return torch.sigmoid(self.out(x)) * self.max_depth
 
     def _join_taps(self, x: Optional[torch.Tensor], maps: list[torch.Tensor],
