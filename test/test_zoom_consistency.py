@@ -175,3 +175,12 @@ def test_objective_zoom_term_is_zero_for_consistent_metric_maps(lens_pair, tmp_p
     pred[1] *= 1.3
     assert objective.zoom_consistency(pred, batch, torch.device("cpu")).item() == \
         pytest.approx(10 * math.log(1.3), rel=0.05)
+
+
+def test_heldout_split_records_lenses_and_pattern_size_only_when_given():
+    from training.package_model import heldout_split
+
+    plain = heldout_split("synthetic-indoor", 8, 1000, [240, 320])
+    assert "focal_range" not in plain and "texture_scale_m" not in plain
+    aware = heldout_split("synthetic-indoor", 8, 1000, [240, 320], [180.0, 560.0], 0.3)
+    assert aware["focal_range"] == [180.0, 560.0] and aware["texture_scale_m"] == 0.3

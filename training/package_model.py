@@ -28,16 +28,28 @@ from .evaluate import evaluate, format_table
 MAX_BYTES = 20 * 1024 * 1024
 
 
-def heldout_split(kind: str, samples: int, seed: int, size: list[int]) -> dict[str, Any]:
-    """The settings of the held-out evaluation split (stored with the shipped weights)."""
-    return {"data": kind, "samples": samples, "seed": seed, "render_size": list(size),
-            "crop": "none", "flip_tta": False, "median_scaling": False}
+def heldout_split(kind: str, samples: int, seed: int, size: list[int],
+                  focal_range: Optional[list[float]] = None,
+                  texture_scale_m: Optional[float] = None) -> dict[str, Any]:
+    """The settings of the held-out evaluation split (stored with the shipped weights).
+
+    focal_range / texture_scale_m: random lenses and one surface-pattern size, as a
+    camera-aware model was trained with (absent: the kind's camera, random patterns).
+    """
+    split = {"data": kind, "samples": samples, "seed": seed, "render_size": list(size),
+             "crop": "none", "flip_tta": False, "median_scaling": False}
+    if focal_range is not None:
+        split["focal_range"] = list(focal_range)
+    if texture_scale_m is not None:
+        split["texture_scale_m"] = float(texture_scale_m)
+    return split
 
 
 def evaluate_heldout(weights: str, split: dict[str, Any]) -> dict[str, Any]:
     """Metrics of ``weights`` on the held-out split described by ``split``."""
     data = DataConfig(kind=split["data"], val_samples=split["samples"], seed=split["seed"],
-                      render_size=split["render_size"])
+                      render_size=split["render_size"], focal_range=split.get("focal_range"),
+                      texture_scale_m=split.get("texture_scale_m"))
     backend = TorchBackend(None, weights=weights)
     metrics, _ = evaluate(backend, base_dataset(data, "val"), split["crop"], split["flip_tta"],
                           split["median_scaling"], keep=0)
@@ -74,8 +86,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1000, help="held-out split seed (training: 0)")
     ap.add_argument("--render-size", type=int, nargs=2, default=[240, 320])
+    ap.add_argument("--focal-range", type=float, nargs=2, default=None,
+                    help="random focal length per image in px (camera-aware models)")
+    ap.add_argument("--texture-scale", type=float, default=None,
+                    help="every surface pattern this size in metres (as trained)")
     args = ap.parse_args(argv)
-    split = heldout_split(args.data, args.samples, args.seed, args.render_size)
+    split = heldout_split(args.data, args.samples, args.seed, args.render_size,
+                          args.focal_range, args.texture_scale)
     target = package(Path(args.run), args.name, split)
     print(f"shipped {target} ({target.stat().st_size / 2**20:.1f} MB)")
     return 0
