@@ -1,4 +1,4 @@
-"""The shipped demo model: size limit, sidecar contents, and its recorded held-out metrics."""
+"""The shipped demo models: size limit, sidecar contents, and their recorded held-out metrics."""
 from __future__ import annotations
 
 import pytest
@@ -6,29 +6,32 @@ import pytest
 from clip_depth_ros.config import BUNDLED_WEIGHTS_DIR, resolve_weights
 from clip_depth_ros.weights import read_sidecar
 
-NAME = "demo-mirror"
-WEIGHTS = BUNDLED_WEIGHTS_DIR / f"{NAME}.safetensors"
+NAMES = ("demo-mirror", "demo-mirror-camaware")
 
 
-def test_demo_weights_are_bundled_small_and_documented():
-    assert WEIGHTS.is_file()
-    assert WEIGHTS.stat().st_size <= 20 * 1024 * 1024
-    meta = read_sidecar(WEIGHTS)
-    assert meta["config"]["name"] == NAME
+@pytest.mark.parametrize("name", NAMES)
+def test_demo_weights_are_bundled_small_and_documented(name):
+    weights = BUNDLED_WEIGHTS_DIR / f"{name}.safetensors"
+    assert weights.is_file()
+    assert weights.stat().st_size <= 20 * 1024 * 1024
+    meta = read_sidecar(weights)
+    assert meta["config"]["name"] == name
     assert "training.train" in meta["metadata"]["command"]
     assert meta["metadata"]["train_config"]["data"]["kind"] == "synthetic-indoor"
-    assert resolve_weights(NAME) == str(WEIGHTS)
+    assert resolve_weights(name) == str(weights)
 
 
 @pytest.mark.slow
-def test_shipped_model_reproduces_its_recorded_heldout_metrics():
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_model_reproduces_its_recorded_heldout_metrics(name):
     from training.package_model import evaluate_heldout
-    recorded = read_sidecar(WEIGHTS)["metadata"]["heldout_eval"]
+    weights = BUNDLED_WEIGHTS_DIR / f"{name}.safetensors"
+    recorded = read_sidecar(weights)["metadata"]["heldout_eval"]
     split = recorded["split"]
     # the held-out scenes are not the training or validation scenes
-    train_data = read_sidecar(WEIGHTS)["metadata"]["train_config"]["data"]
+    train_data = read_sidecar(weights)["metadata"]["train_config"]["data"]
     assert split["seed"] not in (train_data["seed"], train_data["seed"] + 7919)
-    metrics = evaluate_heldout(str(WEIGHTS), split)
+    metrics = evaluate_heldout(str(weights), split)
     assert metrics["n_images"] == recorded["metrics"]["n_images"] == split["samples"]
     for key in ("d1", "abs_rel", "rmse"):
         assert metrics[key] == pytest.approx(recorded["metrics"][key], abs=2e-3), key
