@@ -44,8 +44,8 @@ class DeviceOutputs:
 class FrameRunner:
     """Fixed-shape frame execution for one input image size with preallocated buffers.
 
-    Holds the (pinned on CUDA) host input, the device input, a scale scalar for camera-aware
-    models and, once captured, a CUDA graph whose output tensor is reused every replay.  On the
+    Holds the (pinned on CUDA) host input, the device input, the focal length for camera-aware
+    models (a device scalar, so a graph replays with each frame's value) and, once captured, a CUDA graph whose output tensor is reused every replay.  On the
     CPU it runs the same torch sequence eagerly (used to test it without a GPU).
     """
 
@@ -57,7 +57,8 @@ class FrameRunner:
         self.host_in = torch.empty((height, width, 3), dtype=torch.uint8, pin_memory=cuda)
         self.dev_in = (torch.empty((height, width, 3), dtype=torch.uint8, device=device)
                        if cuda else self.host_in)
-        self.scale = torch.ones((), dtype=torch.float32, device=device)
+        self.focal_px = torch.full((), backend.config.canonical_focal_px, dtype=torch.float32,
+                                   device=device)
         self._host_out: dict[str, torch.Tensor] = {}
         self.graph = None
         self.static_out: Optional[torch.Tensor] = None
@@ -69,10 +70,7 @@ class FrameRunner:
         b = self.backend
         cfg = b.config
         x = torch_ops.preprocess_uint8(self.dev_in, cfg.input_hw, b._mean, b._inv_std, b.dtype)
-        depth = (b._forward(x, self.scale) if cfg.focal_conditioning else b._forward(x)).float()
-        if cfg.camera_aware_scale:
-            depth = (depth * self.scale).clamp(cfg.min_depth, cfg.max_depth)
-        return torch_ops.resize_depth_back(depth, self.height, self.width)
+        return torch_ops.resize_depth_back(b._forward(x, self.focal_px), self.height, self.width)
 
     def _capture(self) -> None:
         """Warm up on a side stream, then capture :meth:`_body` as a CUDA graph; on failure
@@ -94,12 +92,13 @@ class FrameRunner:
             log.warning("CUDA graph capture failed for %dx%d input (%s: %s); running eagerly",
                         self.width, self.height, type(exc).__name__, exc)
 
-    def run(self, image_rgb: np.ndarray, scale: float) -> torch.Tensor:
-        """Depth (H, W) float32 on the device for this frame; reused buffer when graphed."""
+    def run(self, image_rgb: np.ndarray, focal_px: float) -> torch.Tensor:
+        """Depth (H, W) float32 on the device for this frame; reused buffer when graphed.
+        focal_px: at the model input size (the canonical one when the lens is unknown)."""
         self.host_in.numpy()[...] = image_rgb
         if self.dev_in is not self.host_in:
             self.dev_in.copy_(self.host_in, non_blocking=True)
-        self.scale.fill_(scale)
+        self.focal_px.fill_(focal_px)
         if self.graph is not None:
             self.graph.replay()
             return self.static_out
@@ -156,10 +155,11 @@ class TorchBackend:
         self.fast_path = fast_path == "always" or (fast_path == "auto" and cuda)
         self.cuda_graphs = bool(cuda_graphs) and cuda and self.fast_path
         self.compiled = bool(compile)
-        self._forward: Callable[[torch.Tensor], torch.Tensor] = self.model.forward
+        # DepthModel.infer: the network plus the camera-aware scale (and focal conditioning)
+        self._forward: Callable[..., torch.Tensor] = self.model.infer
         if self.compiled:
             # fixed shapes: no dynamic-shape guards; the first frame of each size compiles
-            self._forward = torch.compile(self.model.forward, dynamic=False)
+            self._forward = torch.compile(self.model.infer, dynamic=False)
         self._runners: OrderedDict[tuple[int, int], FrameRunner] = OrderedDict()
         self._rays: OrderedDict[tuple[Intrinsics, int], tuple[torch.Tensor, torch.Tensor]] = \
             OrderedDict()
@@ -197,15 +197,9 @@ class TorchBackend:
     def run(self, batch: torch.Tensor, f_px: Optional[float] = None) -> torch.Tensor:
         """Model-resolution metric depth (1, 1, h, w) float32 on the device; f_px is the
         focal length at the model input size (used by camera-aware models)."""
-        cfg = self.config
-        if cfg.focal_conditioning:  # the decoder is told the lens (1 = canonical if unknown)
-            ratio = 1.0 if f_px is None else f_px / cfg.canonical_focal_px
-            depth = self._forward(batch, torch.tensor(ratio, device=self.device))
-        else:
-            depth = self._forward(batch)
-        if cfg.camera_aware_scale and f_px is not None:
-            depth = (depth * (f_px / cfg.canonical_focal_px)).clamp(cfg.min_depth, cfg.max_depth)
-        return depth.float()
+        # a tensor, not a float: torch.compile would specialise on every focal length
+        focal = None if f_px is None else torch.tensor(f_px, device=self.device)
+        return self._forward(batch, focal).float()
 
     @torch.inference_mode()
     def postprocess(self, depth: torch.Tensor, width: int, height: int) -> np.ndarray:
@@ -225,11 +219,10 @@ class TorchBackend:
         self._runners.move_to_end(key)
         return runner
 
-    def _scale(self, intrinsics: Optional[Intrinsics]) -> float:
+    def _focal(self, intrinsics: Optional[Intrinsics]) -> float:
+        """The focal length at the model input; the canonical one (scale 1) when unknown."""
         f_px = model_focal_px(intrinsics, self.config)
-        if not self.config.camera_aware_scale or f_px is None:
-            return 1.0
-        return f_px / self.config.canonical_focal_px
+        return self.config.canonical_focal_px if f_px is None else f_px
 
     def infer(self, image_rgb: np.ndarray,
               intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
@@ -270,7 +263,7 @@ class TorchBackend:
             raise ValueError(f"stride must be >= 1, got {stride}")
         height, width = image_rgb.shape[:2]
         runner = self._runner(height, width)
-        depth = runner.run(image_rgb, self._scale(intrinsics))
+        depth = runner.run(image_rgb, self._focal(intrinsics))
         host_depth = runner.start_download("depth", depth)
         host_cloud = host_colored = None
         if points:

@@ -134,5 +134,6 @@ class DepthModel(nn.Module):
             return self.forward(image)
         scale = torch.as_tensor(f_px, dtype=torch.float32, device=image.device) \
             / self.config.canonical_focal_px
-        depth = self.forward(image, scale) * scale.to(image.dtype).reshape(-1, 1, 1, 1)
+        canonical = self.forward(image, scale)
+        depth = canonical * scale.to(canonical.dtype).reshape(-1, 1, 1, 1)
         return depth.clamp(self.config.min_depth, self.config.max_depth)
