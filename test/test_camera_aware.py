@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from clip_depth_ros.backends.torch_backend import TorchBackend
-from training.lens_check import ROOMS, lens, lens_views, main, overlap_ratio, shared_field
+from training.lens_check import (ROOMS, check, lens, lens_views, main, overlap_ratio,
+                                 shared_field)
 
 TEXTURE_M = 0.3  # the camera-aware model's training rooms: one pattern size
 
@@ -36,8 +37,7 @@ def many_views():
 
 
 def _ratios(backend, views):
-    return [overlap_ratio(backend.infer(w, lens(400.0)), backend.infer(t, lens(800.0)))
-            for _, w, _, t, _ in views]
+    return [row["model"] for row in check(backend, views)]
 
 
 def test_the_two_lenses_see_the_same_metres(views):

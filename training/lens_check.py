@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -71,13 +71,13 @@ def overlap_ratio(wide: np.ndarray, tele: np.ndarray, zoom: float = 2.0) -> floa
     return float(np.median(tele_small[valid] / centre[valid]))
 
 
-def check(backend, rooms: Sequence[int] = ROOMS, wide_px: float = 400.0,
-          tele_px: float = 800.0, texture_scale_m: Optional[float] = None) -> list[dict]:
-    """Per room: truth and model ratios, and the maps for plotting."""
+def check(backend, views: Iterable[tuple], wide_px: float = 400.0,
+          tele_px: float = 800.0) -> list[dict]:
+    """Per room of ``views`` (from :func:`lens_views` with the same lenses): truth and model
+    ratios, each lens's error, and the maps for plotting."""
     zoom = tele_px / wide_px
     rows = []
-    for room, w_rgb, w_true, t_rgb, t_true in lens_views(rooms, wide_px, tele_px,
-                                                          texture_scale_m):
+    for room, w_rgb, w_true, t_rgb, t_true in views:
         w_pred = backend.infer(w_rgb, lens(wide_px))
         t_pred = backend.infer(t_rgb, lens(tele_px))
         rows.append({"room": room, "truth": overlap_ratio(w_true, t_true, zoom),
@@ -134,7 +134,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         ap.error("need 0 < --wide < --tele")
     from clip_depth_ros.backends.torch_backend import TorchBackend
     backend = TorchBackend(args.model, weights=args.weights)
-    rows = check(backend, args.rooms, args.wide, args.tele, args.texture_scale)
+    views = lens_views(args.rooms, args.wide, args.tele, args.texture_scale)
+    rows = check(backend, views, args.wide, args.tele)
     aware = "on" if backend.config.camera_aware_scale else "off"
     print(f"model {backend.config.name} (camera-aware scale {aware}), lenses {args.wide:g} / "
           f"{args.tele:g} px at {SIZE[0]}x{SIZE[1]}, surface patterns "

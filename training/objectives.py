@@ -67,17 +67,18 @@ class DepthObjective:
         out["n_wide"] = batch["image"].shape[0]
         return out
 
-    def metric(self, pred: torch.Tensor, focal_px: torch.Tensor) -> torch.Tensor:
-        """Canonical-camera predictions -> metric depth for each sample's focal length."""
-        if not self.config.camera_aware_scale:
-            return pred
-        return pred * (focal_px.to(pred) / self.config.canonical_focal_px).view(-1, 1, 1, 1)
+    def focal_scale(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        """(B,) f_px / canonical_focal_px of each sample: what a focal-conditioned model is
+        told, and the factor from its canonical prediction to metres."""
+        return batch["focal_px"].to(device) / self.config.canonical_focal_px
 
     def zoom_consistency(self, pred: torch.Tensor, batch: dict[str, Any],
                          device: torch.device) -> torch.Tensor:
         """Metric disagreement of each sample with its zoomed twin (batch from with_twins)."""
         n = batch["n_wide"]
-        metric = self.metric(pred, batch["focal_px"].to(device))
+        metric = pred
+        if self.config.camera_aware_scale:
+            metric = pred * self.focal_scale(batch, device).to(pred).view(-1, 1, 1, 1)
         k = batch["intrinsics"].to(device)
         valid = batch["valid_mask"].to(device)
         return zoom_consistency_loss(metric[:n], metric[n:], k[:n], k[n:], valid[n:])

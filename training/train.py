@@ -183,7 +183,7 @@ class Trainer:
         amp = self.cfg.amp and self.device.type == "cuda"
         focal_scale = None
         if self.model.config.focal_conditioning:
-            focal_scale = batch["focal_px"].to(self.device) / self.model.config.canonical_focal_px
+            focal_scale = self.objective.focal_scale(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
             depth = self.net(image, focal_scale)
         loss = self.objective(depth.float(), batch, self.device)

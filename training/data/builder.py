@@ -18,7 +18,7 @@ from clip_depth_ros.config import ModelConfig
 
 from ..config import DataConfig
 from .transforms import (ColorJitter, Compose, RandomCrop, RandomHorizontalFlip, RandomRotate,
-                         Resize, to_tensors)
+                         Resize, to_tensors, transform_with_twin)
 
 
 class AugmentedDataset(Dataset):
@@ -40,21 +40,16 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.base[index]
-        twin = sample.pop("twin", None) if isinstance(sample, dict) else None
         if self.transform is not None:
-            sample = self.transform(sample, self._rng(index))
+            sample = transform_with_twin(self.transform, sample,
+                                         (self.seed, self.epoch, int(index)))
+        twin = sample.pop("twin", None)  # a zoomed twin of the same view, same augmentation
         out = to_tensors(sample, self.mean, self.std)
         out["index"] = torch.tensor(int(index))
         if twin is not None:
-            # a zoomed twin of the same view: augmented by the same draws (same flip, jitter)
-            if self.transform is not None:
-                twin = self.transform(twin, self._rng(index))
             out.update({f"twin_{k}": v for k, v in to_tensors(twin, self.mean, self.std).items()
                         if k != "name"})
         return out
-
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
 
 
 class AspectCrop:

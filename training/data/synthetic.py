@@ -21,6 +21,8 @@ from torch.utils.data import Dataset
 from clip_depth_ros.geometry import Intrinsics
 from clip_depth_ros.synthetic import SCENE_KINDS, random_pose, random_scene, render
 
+from .transforms import transform_with_twin
+
 # NYU v2 Kinect colour camera (fx = fy = the focal BTS lists carry) and KITTI cam 2 (P_rect_02
 # of 2011_09_26), each at its native size.
 NYU_FOCAL = 518.8579
@@ -134,10 +136,7 @@ class SyntheticDepthDataset(Dataset):
             tele = replace(intrinsics, fx=intrinsics.fx * zoom, fy=intrinsics.fy * zoom)
             sample["twin"] = self._sample(index, *render(scene, pose, tele), tele)
         if self.transform is not None:
-            twin = sample.pop("twin", None)
-            sample = self.transform(sample, np.random.default_rng([self.seed, index, 1]))
-            if twin is not None:  # the same draws: the same flip, jitter, ...
-                sample["twin"] = self.transform(twin, np.random.default_rng([self.seed, index, 1]))
+            sample = transform_with_twin(self.transform, sample, (self.seed, index, 1))
         return sample
 
 

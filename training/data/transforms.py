@@ -156,6 +156,19 @@ class Resize:
         return out
 
 
+def transform_with_twin(transform: Callable[[Sample, np.random.Generator], Sample],
+                        sample: Sample, seed: Sequence[int]) -> Sample:
+    """``transform`` of a sample and, by the same draws (same flip, jitter, ...), of the zoomed
+    "twin" it may carry (``SyntheticDepthDataset(zoom_range=...)``); the twin stays under
+    "twin" in the result."""
+    twin = sample.get("twin")
+    out = transform({k: v for k, v in sample.items() if k != "twin"},
+                    np.random.default_rng(list(seed)))
+    if twin is not None:
+        out["twin"] = transform(twin, np.random.default_rng(list(seed)))
+    return out
+
+
 class Compose:
     """Apply transforms in order, all drawing from the same Generator."""
 
