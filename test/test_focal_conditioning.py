@@ -106,7 +106,6 @@ def test_torch_backend_plain_and_fast_path_pass_the_lens(tmp_path):
 
 
 def test_onnx_export_refuses_a_conditioned_model_with_a_clear_error(tmp_path):
-    pytest.importorskip("onnx")
     from clip_depth_ros.export_onnx import export_onnx
 
     model, _ = _conditioned(tmp_path)
