@@ -10,12 +10,11 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 BACKBONE_CONFIG_DIR = MODEL_CONFIG_DIR / "backbones"
 BUNDLED_WEIGHTS_DIR = Path(__file__).parent / "models"
-METHODS = ("depthclip", "mirror", "moa")
 BIN_SPACINGS = ("log", "linear")
 
 # OpenAI CLIP normalisation, the default of every open_clip model we use.
@@ -85,6 +84,55 @@ class MoAConfig:
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
 
 
+def _check_depthclip(name: str, depthclip: DepthCLIPConfig) -> None:
+    """Reject DepthCLIP settings whose words and bins do not pair up."""
+    if len(depthclip.words) != len(depthclip.bins_m):
+        raise ConfigError(f"model '{name}': depthclip needs one bin per word")
+
+
+def _check_moa(name: str, moa: MoAConfig) -> None:
+    """Reject MoA settings that would only fail (or silently degrade) once the model is built."""
+    if min(moa.n_experts, moa.expert_hidden, moa.gate_hidden) < 1 or moa.n_bins < 2 or moa.gate_temperature <= 0 or moa.unfreeze_last_blocks < 0:
+        raise ConfigError(f"model '{name}': moa needs n_experts, expert_hidden, gate_hidden >= 1, "
+                          "n_bins >= 2, gate_temperature > 0 and unfreeze_last_blocks >= 0")
+    if moa.reference_width is not None and moa.reference_width < 1:
+        raise ConfigError(f"model '{name}': moa reference_width must be >= 1 or null")
+    if moa.bin_spacing not in BIN_SPACINGS:
+        raise ConfigError(f"model '{name}': moa bin_spacing '{moa.bin_spacing}' is not one of "
+                          f"{', '.join(BIN_SPACINGS)}")
+    if not moa.scene_prompts or not moa.decoder_channels:
+        raise ConfigError(f"model '{name}': moa needs scene_prompts and decoder_channels")
+
+
+@dataclass(frozen=True)
+class MethodSection:
+    """The torch-free part of a method: its config section, that section's check, its traits.
+
+    ``name`` is also the ModelConfig field that holds the section; ``config_class`` builds it
+    (its defaults fill a missing section of the model's own method).  The rest of the method
+    (head, encoder adaptation, trainable groups, loss) is its ``MethodSpec`` in
+    :mod:`clip_depth_ros.model.methods`, which registers one spec per name listed here.
+    """
+
+    name: str
+    config_class: type
+    check: Optional[Callable[[str, Any], None]] = None  # (model name, section) -> raise
+    focal_conditioning: bool = False  # its decoder can read log(f_px / canonical f)
+
+    @property
+    def field(self) -> str:
+        """The ModelConfig attribute that holds this method's section."""
+        return self.name
+
+
+METHOD_SECTIONS: dict[str, MethodSection] = {section.name: section for section in (
+    MethodSection("depthclip", DepthCLIPConfig, _check_depthclip),
+    MethodSection("mirror", MirrorConfig, focal_conditioning=True),
+    MethodSection("moa", MoAConfig, _check_moa),
+)}
+METHODS = tuple(METHOD_SECTIONS)
+
+
 @dataclass
 class LoRAConfig:
     """LoRA on the image tower through ``peft``, inserted after the backbone weights are loaded.
@@ -129,15 +177,12 @@ class ModelConfig:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
+        section = METHOD_SECTIONS.get(self.method)
+        if section is None:
             raise ConfigError(f"model '{self.name}': unknown method '{self.method}'; "
                               f"expected one of {', '.join(METHODS)}")
-        if self.method == "depthclip" and self.depthclip is None:
-            self.depthclip = DepthCLIPConfig()
-        if self.method == "mirror" and self.mirror is None:
-            self.mirror = MirrorConfig()
-        if self.method == "moa" and self.moa is None:
-            self.moa = MoAConfig()
+        if getattr(self, section.field) is None:
+            setattr(self, section.field, section.config_class())
         if len(self.input_size) != 2 or min(self.input_size) <= 0:
             raise ConfigError(f"model '{self.name}': input_size must be [height, width] > 0, "
                               f"got {self.input_size}")
@@ -148,13 +193,15 @@ class ModelConfig:
             raise ConfigError(f"model '{self.name}': mean/std must have 3 entries, std > 0")
         if self.canonical_focal_px <= 0:
             raise ConfigError(f"model '{self.name}': canonical_focal_px must be > 0")
-        if self.focal_conditioning and not (self.camera_aware_scale and self.method == "mirror"):
+        if self.focal_conditioning and not (self.camera_aware_scale
+                                            and section.focal_conditioning):
+            focal = " or ".join(s.name for s in METHOD_SECTIONS.values() if s.focal_conditioning)
             raise ConfigError(f"model '{self.name}': focal_conditioning needs camera_aware_scale "
-                              f"and the mirror method")
-        if self.depthclip is not None and len(self.depthclip.words) != len(self.depthclip.bins_m):
-            raise ConfigError(f"model '{self.name}': depthclip needs one bin per word")
-        if self.moa is not None:
-            _check_moa(self.name, self.moa)
+                              f"and the {focal} method")
+        for other in METHOD_SECTIONS.values():  # every section given, not only the method's
+            settings = getattr(self, other.field)
+            if settings is not None and other.check is not None:
+                other.check(self.name, settings)
         if self.lora is not None:
             _check_lora(self.name, self.lora)
 
@@ -176,8 +223,9 @@ class ModelConfig:
         """Build a config from a dict, rejecting unknown keys with a clear message."""
         data = dict(data)
         _reject_unknown(cls, data, "model config")
-        nested = {"backbone": BackboneConfig, "depthclip": DepthCLIPConfig, "mirror": MirrorConfig,
-                  "moa": MoAConfig, "lora": LoRAConfig}
+        nested = {"backbone": BackboneConfig,
+                  **{s.field: s.config_class for s in METHOD_SECTIONS.values()},
+                  "lora": LoRAConfig}
         for key, sub_cls in nested.items():
             if isinstance(data.get(key), dict):
                 _reject_unknown(sub_cls, data[key], f"'{key}' section")
@@ -186,20 +234,6 @@ class ModelConfig:
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"model config is incomplete: {exc}") from None
-
-
-def _check_moa(name: str, moa: MoAConfig) -> None:
-    """Reject MoA settings that would only fail (or silently degrade) once the model is built."""
-    if min(moa.n_experts, moa.expert_hidden, moa.gate_hidden) < 1 or moa.n_bins < 2 or moa.gate_temperature <= 0 or moa.unfreeze_last_blocks < 0:
-        raise ConfigError(f"model '{name}': moa needs n_experts, expert_hidden, gate_hidden >= 1, "
-                          "n_bins >= 2, gate_temperature > 0 and unfreeze_last_blocks >= 0")
-    if moa.reference_width is not None and moa.reference_width < 1:
-        raise ConfigError(f"model '{name}': moa reference_width must be >= 1 or null")
-    if moa.bin_spacing not in BIN_SPACINGS:
-        raise ConfigError(f"model '{name}': moa bin_spacing '{moa.bin_spacing}' is not one of "
-                          f"{', '.join(BIN_SPACINGS)}")
-    if not moa.scene_prompts or not moa.decoder_channels:
-        raise ConfigError(f"model '{name}': moa needs scene_prompts and decoder_channels")
 
 
 def _check_lora(name: str, lora: LoRAConfig) -> None:

@@ -49,7 +49,7 @@ def test_output_contract(model):
     assert depth.min() >= cfg.min_depth and depth.max() <= cfg.max_depth
     assert not torch.allclose(depth[0], depth[1])  # depends on the image
     assert not model.training and not any(p.requires_grad for p in model.parameters())
-    assert model.head.last_logits is None  # nothing kept at inference
+    assert not hasattr(model.head, "last_logits")  # nothing kept on the model
 
 
 def test_adapters_at_exactly_the_configured_blocks(model):
@@ -139,21 +139,29 @@ def test_train_mode_exposes_logits_and_fuses_by_mean(train_model):
     model.train()
     cfg, head = model.config, model.head
     x = _batch(cfg, n=2, seed=5)
-    depth = model(x)
-    assert head.last_logits.shape == (2, cfg.moa.n_bins, *cfg.input_hw)
-    assert head.last_regression.shape == (2, 1, *cfg.input_hw)
-    assert head.last_logits.requires_grad
+    depth, aux = model.forward_with_aux(x)
+    assert set(aux) == {"bin_logits", "regression"}
+    assert aux["bin_logits"].shape == (2, cfg.moa.n_bins, *cfg.input_hw)
+    assert aux["regression"].shape == (2, 1, *cfg.input_hw)
+    assert aux["bin_logits"].requires_grad
     with torch.no_grad():
-        probs = torch.softmax(head.last_logits, dim=1)
+        probs = torch.softmax(aux["bin_logits"], dim=1)
         cls = (probs * head.bin_centres[None, :, None, None]).sum(dim=1, keepdim=True)
-        fused = (0.5 * (cls + head.last_regression)).clamp(cfg.min_depth, cfg.max_depth)
+        fused = (0.5 * (cls + aux["regression"])).clamp(cfg.min_depth, cfg.max_depth)
     torch.testing.assert_close(depth.detach(), fused)
-    # a trained head can still be copied / pickled (the kept graph tensors are dropped)
+    # forward returns the same depth, alone (what inference and export run)
+    plain = model(x)
+    assert isinstance(plain, torch.Tensor)
+    torch.testing.assert_close(plain.detach(), depth.detach())
+    # the outputs are returned, never kept: a trained head can still be copied / pickled
+    assert not hasattr(head, "last_logits") and not hasattr(head, "last_regression")
     clone = copy.deepcopy(model)
-    assert clone.head.last_logits is None and head.last_logits is not None
+    assert not hasattr(clone.head, "last_logits")
     model.eval()
-    _out(model, x)
-    assert head.last_logits is None and head.last_regression is None
+    with torch.no_grad():
+        eval_depth, eval_aux = model.forward_with_aux(x)
+    torch.testing.assert_close(eval_depth, _out(model, x))
+    assert eval_aux["bin_logits"].shape == (2, cfg.moa.n_bins, *cfg.input_hw)
 
 
 def test_bin_centres(model):
@@ -197,8 +205,8 @@ def test_trainable_groups_moa(train_model):
     assert 0 < n_trained < sum(p.numel() for p in model.image_encoder.parameters())
     # gradients arrive in every group
     model.train()
-    out = model(_batch(model.config, n=1, seed=6))
-    (out.mean() + model.head.last_logits.logsumexp(dim=1).mean()).backward()
+    out, aux = model.forward_with_aux(_batch(model.config, n=1, seed=6))
+    (out.mean() + aux["bin_logits"].logsumexp(dim=1).mean()).backward()
     for group in ("head", "adapters", "backbone"):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in groups[group]), group
 

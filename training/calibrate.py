@@ -40,6 +40,7 @@ from clip_depth_ros.config import ModelConfig
 from clip_depth_ros.geometry import Intrinsics
 from clip_depth_ros.model import create_model
 from clip_depth_ros.model.depth_model import DepthModel
+from clip_depth_ros.model.depthclip import DepthCLIPHead
 from clip_depth_ros.weights import atomic_write
 
 from .clipself import (decode_image_message, open_bag, raw_image_array, topic_connections,
@@ -118,7 +119,7 @@ class BinFit:
 @torch.no_grad()
 def probabilities_at_input(model: DepthModel, image: torch.Tensor) -> torch.Tensor:
     """DepthCLIP bin probabilities (B, K, H, W) upsampled to the input size as forward() does."""
-    if model.config.method != "depthclip":
+    if not isinstance(model.head, DepthCLIPHead):  # the bins this fit solves for
         raise ValueError(f"calibration fits DepthCLIP bins; '{model.config.name}' is "
                          f"{model.config.method}")
     probs = model.head.bin_probabilities(model.image_encoder, image, model.text_embedding())

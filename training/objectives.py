@@ -1,16 +1,19 @@
 """What is trained and against what: trainable parameter groups and the per-method loss.
 
 Losses are computed per image and averaged over the batch, so a global batch split over N
-DDP processes gives the same loss and gradient as one process with the whole batch.
+DDP processes gives the same loss and gradient as one process with the whole batch.  Each
+method's spec names its loss ("auto"); ``LOSSES`` maps that name to the per-image loss.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
-from clip_depth_ros.model.depth_model import DepthModel
+from clip_depth_ros.config import ConfigError
+from clip_depth_ros.model.depth_model import AuxOutputs, DepthModel
+from clip_depth_ros.model.methods import get_method
 from clip_depth_ros.model.trainable import trainable_parameter_groups
 
 from .losses import (GradientMatchingLoss, MoASiLogLoss, SiLogLoss, bin_cross_entropy, l1_loss,
@@ -34,14 +37,42 @@ def trainable_groups(model: DepthModel,
     return {"backbone": backbone, "head": head}, parts
 
 
+def _silog_loss(objective: "DepthObjective", pred: torch.Tensor, target: torch.Tensor,
+                valid: torch.Tensor, aux: AuxOutputs) -> torch.Tensor:
+    """Scale-invariant log loss of one image."""
+    return objective.silog(pred, target, valid)
+
+
+def _moa_loss(objective: "DepthObjective", pred: torch.Tensor, target: torch.Tensor,
+              valid: torch.Tensor, aux: AuxOutputs) -> torch.Tensor:
+    """MoA composite of one image: bin cross-entropy on the head's logits + L1 + 0.5 SiLog."""
+    if "bin_logits" not in aux:
+        raise ValueError("the moa loss reads the head's bin logits: pass the aux outputs of "
+                         "DepthModel.forward_with_aux of a MoA model")
+    centres = objective.model.head.bin_centres
+    return (bin_cross_entropy(aux["bin_logits"], target, centres, valid)
+            + l1_loss(pred, target, valid) + 0.5 * objective.moa_silog(pred, target, valid))
+
+
+PerImageLoss = Callable[["DepthObjective", torch.Tensor, torch.Tensor, torch.Tensor, AuxOutputs],
+                        torch.Tensor]
+# a method spec's loss name -> (objective, pred, target, valid, that image's aux) -> loss
+LOSSES: dict[str, PerImageLoss] = {"silog": _silog_loss, "moa": _moa_loss}
+
+
 class DepthObjective:
-    """The loss of the model's method: SiLog for Mirror, the MoA composite for MoA."""
+    """The loss of the model's method (its spec's ``loss``): SiLog for Mirror, the MoA
+    composite for MoA; ``loss`` other than "auto" names one of ``LOSSES`` instead."""
 
     def __init__(self, model: DepthModel, loss: str = "auto", gradient_matching: float = 0.0,
                  silog_lambda: float = 0.85):
         self.model = model
         self.config = model.config
-        self.kind = ("moa" if self.config.method == "moa" else "silog") if loss == "auto" else loss
+        self.kind = get_method(self.config.method).loss if loss == "auto" else loss
+        if self.kind not in LOSSES:
+            raise ConfigError(f"unknown loss '{self.kind}'; expected auto or one of "
+                              f"{', '.join(LOSSES)}")
+        self.loss_fn = LOSSES[self.kind]
         self.silog = SiLogLoss(lambd=silog_lambda)
         self.moa_silog = MoASiLogLoss()
         self.grad_weight = float(gradient_matching)
@@ -83,19 +114,16 @@ class DepthObjective:
         valid = batch["valid_mask"].to(device)
         return zoom_consistency_loss(metric[:n], metric[n:], k[:n], k[n:], valid[n:])
 
-    def __call__(self, pred: torch.Tensor, batch: dict[str, Any],
-                 device: torch.device) -> torch.Tensor:
-        """Mean over images of the per-image loss."""
+    def __call__(self, pred: torch.Tensor, batch: dict[str, Any], device: torch.device,
+                 aux: Optional[AuxOutputs] = None) -> torch.Tensor:
+        """Mean over images of the per-image loss; aux: the model's auxiliary outputs
+        (``DepthModel.forward_with_aux``), which the MoA loss needs."""
         target, valid = self.targets(batch, device)
+        aux = aux or {}
         losses = []
         for i in range(pred.shape[0]):
             p, t, m = pred[i:i + 1], target[i:i + 1], valid[i:i + 1]
-            if self.kind == "moa":
-                head = self.model.head
-                loss = (bin_cross_entropy(head.last_logits[i:i + 1], t, head.bin_centres, m)
-                        + l1_loss(p, t, m) + 0.5 * self.moa_silog(p, t, m))
-            else:
-                loss = self.silog(p, t, m)
+            loss = self.loss_fn(self, p, t, m, {k: v[i:i + 1] for k, v in aux.items()})
             if self.grad_match is not None:
                 loss = loss + self.grad_weight * self.grad_match(p, t, m)
             losses.append(loss)

@@ -85,6 +85,20 @@ def lr_lambda(cfg: TrainConfig, total_steps: int):
     return factor
 
 
+class WithAux(torch.nn.Module):
+    """A depth model whose forward is its ``forward_with_aux``: what DDP wraps in training
+    (the losses read the aux outputs, and DDP syncs gradients only through its forward)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor,
+                focal_scale: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict]:
+        """(canonical depth, aux outputs) of the wrapped model."""
+        return self.model.forward_with_aux(image, focal_scale)
+
+
 class Trainer:
     """Holds the model, optimizer, data and progress of one run."""
 
@@ -125,10 +139,10 @@ class Trainer:
             weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            lr_lambda(cfg, self.total_steps))
-        self.net = self.model
+        self.net = WithAux(self.model)
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.progress: dict[str, Any] = {"epoch": 0, "step": 0, "step_in_epoch": 0,
                                          "history": [], "best": None, "evals": []}
         self.writer = None
@@ -185,8 +199,8 @@ class Trainer:
         if self.model.config.focal_conditioning:
             focal_scale = self.objective.focal_scale(batch, self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-            depth = self.net(image, focal_scale)
-        loss = self.objective(depth.float(), batch, self.device)
+            depth, aux = self.net(image, focal_scale)
+        loss = self.objective(depth.float(), batch, self.device, aux)
         if twins and self.cfg.zoom_consistency > 0:
             loss = loss + self.cfg.zoom_consistency * self.objective.zoom_consistency(
                 depth.float(), batch, self.device)

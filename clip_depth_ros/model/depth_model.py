@@ -1,7 +1,9 @@
 """The depth model: image encoder -> head, with the text side folded into a buffer.
 
 ``forward(image)`` returns depth in the canonical camera (metres, clamped to the config's
-range); ``infer(image, f_px)`` turns that into metric depth for the actual camera.  Device
+range); ``infer(image, f_px)`` turns that into metric depth for the actual camera;
+``forward_with_aux`` adds the head's auxiliary outputs, which training losses read.  What
+differs between methods (head, tower adaptation) comes from their ``MethodSpec``.  Device
 choice, image decoding and resizing live in the backends, never here.  Before inference or
 export, ``merge_lora`` folds LoRA adapters into the tower and ``reparameterize`` fuses
 MobileOne-style branches of convolutional towers (the factory does both for inference builds).
@@ -16,24 +18,15 @@ from torch import nn
 
 from ..config import ModelConfig
 from .backbone import TextEncoder
-from .depthclip import DepthCLIPHead
 from .lora import apply_lora, has_lora, merge_lora
-from .mirror import MirrorHead
-from .moa import MoAHead, adapt_image_encoder
+from .methods import get_method
+
+AuxOutputs = dict[str, torch.Tensor]
 
 
 def build_head(config: ModelConfig, encoder: nn.Module, text_width: int) -> nn.Module:
     """The head for the config's method."""
-    if config.method == "depthclip":
-        return DepthCLIPHead(config.depthclip, encoder.embed_dim)
-    if config.method == "mirror":
-        return MirrorHead(config.mirror, encoder.tap_channels, encoder.embed_dim, text_width,
-                          encoder.patch_size, config.max_depth, encoder.tap_strides,
-                          focal_conditioning=config.focal_conditioning)
-    if config.method == "moa":
-        return MoAHead(config.moa, encoder.tap_channels, encoder.embed_dim,
-                       encoder.patch_size, config.min_depth, config.max_depth)
-    raise ValueError(f"no head for method '{config.method}'")
+    return get_method(config.method).build_head(config, encoder, text_width)
 
 
 class DepthModel(nn.Module):
@@ -48,14 +41,15 @@ class DepthModel(nn.Module):
         self.config = config
         # The tower arrives with its CLIP weights loaded under the original keys; adapters
         # (MoA, LoRA) go in now, before any trained parts (which include them) are loaded.
-        if config.method == "moa":
-            adapt_image_encoder(image_encoder, config.moa)
+        method = get_method(config.method)
+        if method.adapt_encoder is not None:
+            method.adapt_encoder(image_encoder, config)
         if config.lora is not None:
             apply_lora(image_encoder, config.lora)
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         text_width = text_encoder.width if text_encoder is not None else 0
-        self.head = build_head(config, image_encoder, text_width)
+        self.head = method.build_head(config, image_encoder, text_width)
 
     def text_embedding(self) -> torch.Tensor:
         """The head's text embedding: live while training a learnable prompt, else the buffer."""
@@ -111,14 +105,35 @@ class DepthModel(nn.Module):
         focal_scale = f_px / canonical_focal_px (scalar or (B,)) is only read by a
         focal-conditioned model (None: the canonical camera itself).
         """
+        depth = self.head(*self._head_inputs(image, focal_scale))
+        return self._to_input_size(depth, image)
+
+    def forward_with_aux(self, image: torch.Tensor,
+                         focal_scale: Union[float, torch.Tensor, None] = None
+                         ) -> tuple[torch.Tensor, AuxOutputs]:
+        """(depth as ``forward`` returns it, the head's auxiliary outputs) for training.
+
+        The aux dict holds what a method's loss reads besides the depth, at the head's own
+        resolution and unclamped -- MoA: ``bin_logits`` (B, n_bins, H, W) and ``regression``
+        (B, 1, H, W); empty for DepthCLIP and Mirror.  A future per-pixel uncertainty output
+        belongs here too.  Nothing is kept on the model between calls.
+        """
+        depth, aux = self.head.forward_with_aux(*self._head_inputs(image, focal_scale))
+        return self._to_input_size(depth, image), aux
+
+    def _head_inputs(self, image: torch.Tensor,
+                     focal_scale: Union[float, torch.Tensor, None]) -> tuple:
+        """The head's arguments: tower, image, text embedding (+ log focal ratio (B, 1))."""
+        inputs = (self.image_encoder, image, self.text_embedding())
+        if not self.config.focal_conditioning:
+            return inputs
+        ratio = 1.0 if focal_scale is None else focal_scale
+        ratio = torch.as_tensor(ratio, dtype=torch.float32, device=image.device)
+        return inputs + (torch.log(ratio.reshape(-1, 1)).expand(image.shape[0], 1),)
+
+    def _to_input_size(self, depth: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Head depth resized (bilinear) to the image's size and clamped to the depth range."""
         height, width = image.shape[-2:]
-        if self.config.focal_conditioning:
-            ratio = 1.0 if focal_scale is None else focal_scale
-            ratio = torch.as_tensor(ratio, dtype=torch.float32, device=image.device)
-            log_focal = torch.log(ratio.reshape(-1, 1)).expand(image.shape[0], 1)
-            depth = self.head(self.image_encoder, image, self.text_embedding(), log_focal)
-        else:
-            depth = self.head(self.image_encoder, image, self.text_embedding())
         if depth.shape[-2:] != (height, width):
             depth = F.interpolate(depth, size=(height, width), mode="bilinear",
                                   align_corners=False)

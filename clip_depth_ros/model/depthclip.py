@@ -51,3 +51,9 @@ class DepthCLIPHead(nn.Module):
         """Depth (B, 1, h, w) at patch resolution, in the bins' units (metres)."""
         probs = self.bin_probabilities(encoder, image, text_embedding)
         return torch.einsum("bkhw,k->bhw", probs, self.bins_m.to(probs.dtype)).unsqueeze(1)
+
+    def forward_with_aux(self, encoder: ImageEncoder, image: torch.Tensor,
+                         text_embedding: torch.Tensor
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(depth as ``forward`` returns it, {}): DepthCLIP has no auxiliary outputs."""
+        return self(encoder, image, text_embedding), {}

@@ -104,6 +104,12 @@ class MirrorHead(nn.Module):
             x = stage(self._join_taps(x, maps, k) if k else x, emb, log_focal)
         return torch.sigmoid(self.out(x)) * self.max_depth
 
+    def forward_with_aux(self, encoder: ImageEncoder, image: torch.Tensor,
+                         text_embedding: torch.Tensor, log_focal: Optional[torch.Tensor] = None
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(depth as ``forward`` returns it, {}): Mirror has no auxiliary outputs."""
+        return self(encoder, image, text_embedding, log_focal), {}
+
     def _join_taps(self, x: Optional[torch.Tensor], maps: list[torch.Tensor],
                    stage: int) -> torch.Tensor:
         """x plus the projected taps that join the decoder at ``stage``."""

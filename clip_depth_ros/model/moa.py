@@ -145,9 +145,9 @@ class MoAHead(nn.Module):
 
     Fusion: depth = (depth_cls + depth_reg) / 2, the plain mean of the two estimates (the
     paper fuses them without saying how; the mean keeps both paths in every output pixel and
-    needs no extra parameter).  In train mode the last bin logits (B, n_bins, H, W) and the
-    regression depth (B, 1, H, W) are kept as ``last_logits`` / ``last_regression`` for the
-    trainer's CE loss; ``bin_index`` maps ground truth to target bins.
+    needs no extra parameter).  ``forward_with_aux`` also returns the bin logits
+    (B, n_bins, H, W) and the regression depth (B, 1, H, W) for the trainer's CE loss;
+    ``bin_index`` maps ground truth to target bins.
     """
 
     learns_text = False
@@ -173,8 +173,6 @@ class MoAHead(nn.Module):
         self.stages = nn.ModuleList(UpBlock(i, o) for i, o in zip(ins, channels))
         self.classifier = nn.Conv2d(channels[-1], config.n_bins, kernel_size=3, padding=1)
         self.regressor = nn.Conv2d(channels[-1], 1, kernel_size=3, padding=1)
-        self.last_logits: Optional[torch.Tensor] = None
-        self.last_regression: Optional[torch.Tensor] = None
 
     def compute_text_embedding(self, text: TextEncoder) -> torch.Tensor:
         """The global context vector (1, D): re-normalised mean of the scene prompts."""
@@ -192,6 +190,13 @@ class MoAHead(nn.Module):
     def forward(self, encoder: ImageEncoder, image: torch.Tensor,
                 text_embedding: torch.Tensor) -> torch.Tensor:
         """Depth (B, 1, H, W) in metres at the input resolution."""
+        return self.forward_with_aux(encoder, image, text_embedding)[0]
+
+    def forward_with_aux(self, encoder: ImageEncoder, image: torch.Tensor,
+                         text_embedding: torch.Tensor
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(fused depth (B, 1, H, W), {"bin_logits": (B, n_bins, H, W), "regression":
+        (B, 1, H, W)}) at the input resolution, in metres."""
         maps = encoder.feature_maps(image)
         x = sum(tap(m) for tap, m in zip(self.taps, maps))
         b, _, h, w = x.shape
@@ -205,14 +210,5 @@ class MoAHead(nn.Module):
         probs = torch.softmax(logits, dim=1)
         depth_cls = torch.einsum("bkhw,k->bhw", probs, self.bin_centres.to(probs.dtype))
         depth_reg = torch.sigmoid(self.regressor(x)) * self.max_depth
-        if self.training:
-            self.last_logits, self.last_regression = logits, depth_reg
-        else:
-            self.last_logits = self.last_regression = None
-        return 0.5 * (depth_cls.unsqueeze(1) + depth_reg)
-
-    def __getstate__(self):
-        # the kept training outputs are graph tensors: deepcopy / pickle would refuse them
-        state = super().__getstate__()
-        state["last_logits"] = state["last_regression"] = None
-        return state
+        depth = 0.5 * (depth_cls.unsqueeze(1) + depth_reg)
+        return depth, {"bin_logits": logits, "regression": depth_reg}

@@ -1,9 +1,10 @@
 """Which parameters each method trains: parameter groups for the optimiser, requires_grad flags.
 
-DepthCLIP trains nothing; Mirror trains its head (the mirror prompt and the decoder) with both
-CLIP towers frozen; MoA-DepthCLIP trains its head, the adapters and the last
-``unfreeze_last_blocks`` transformer blocks of the image tower.  With a ``lora`` section, any
-method also trains the LoRA parameters (in the "adapters" group).
+Each method's ``MethodSpec.trainable_groups`` says what it trains: DepthCLIP nothing; Mirror
+its head (the mirror prompt and the decoder) with both CLIP towers frozen; MoA-DepthCLIP its
+head, the adapters and the last ``unfreeze_last_blocks`` transformer blocks of the image
+tower.  With a ``lora`` section, any method also trains the LoRA parameters (in the
+"adapters" group, ahead of the method's own adapters).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from .depth_model import DepthModel
 from .lora import lora_parameters
-from .moa import adapter_modules
+from .methods import get_method
 
 GROUPS = ("head", "adapters", "backbone")
 
@@ -23,24 +24,13 @@ def trainable_parameter_groups(model: DepthModel,
     With apply=True every other parameter of the model (text tower included) gets
     requires_grad False and these get True.
     """
+    method = get_method(model.config.method).trainable_groups(model)
     groups: dict[str, list[nn.Parameter]] = {name: [] for name in GROUPS}
-    method = model.config.method
-    if method in ("mirror", "moa"):
-        groups["head"] = list(model.head.parameters())
-    groups["adapters"] = lora_parameters(model.image_encoder)
-    if method == "moa":
-        visual = model.image_encoder.visual
-        groups["adapters"] += [p for a in adapter_modules(visual) for p in a.parameters()]
-        adapter_ids = {id(p) for p in groups["adapters"]}
-        resblocks = visual.transformer.resblocks
-        n = model.config.moa.unfreeze_last_blocks
-        if n > len(resblocks):
-            raise ValueError(f"unfreeze_last_blocks {n} exceeds the tower's {len(resblocks)} "
-                             "blocks")
-        for block in list(resblocks)[len(resblocks) - n:]:
-            groups["backbone"] += [p for p in block.parameters() if id(p) not in adapter_ids]
-    elif method not in ("depthclip", "mirror"):
-        raise ValueError(f"no trainable parameter groups for method '{method}'")
+    groups["head"] = list(method.get("head", []))
+    groups["adapters"] = lora_parameters(model.image_encoder) + list(method.get("adapters", []))
+    # a parameter trains in one group only: LoRA inside an unfrozen block is an adapter
+    taken = {id(p) for p in groups["head"] + groups["adapters"]}
+    groups["backbone"] = [p for p in method.get("backbone", []) if id(p) not in taken]
     if apply:
         model.requires_grad_(False)
         for params in groups.values():
