@@ -19,12 +19,17 @@ SHAPE = (1, 3, 192, 256)
 class FakeToolchain:
     """Stands in for TensorRT: 'engines' are bytes naming what they were built by and for."""
 
-    def __init__(self, trt_version="10.3.0", gpu_name="NVIDIA Fake 4090", cc="8.9"):
-        self.plat = Platform(trt_version, gpu_name, cc)
+    def __init__(self, trt_version="10.3.0", gpu_name="NVIDIA Fake 4090", cc="8.9",
+                 typing="weak", network_onnx=None):
+        self.plat = Platform(trt_version, gpu_name, cc, typing)
+        self.network_onnx = network_onnx  # a strongly typed build parses another graph
         self.builds, self.deserialized = [], []
 
     def platform(self):
         return self.plat
+
+    def network_graph(self, onnx_path, precision):
+        return Path(self.network_onnx or onnx_path)
 
     def build(self, onnx_path, precision):
         self.builds.append((Path(onnx_path), precision))
@@ -51,11 +56,13 @@ def onnx_file(tmp_path):
     return path
 
 
-def _key(onnx_path, **overrides):
-    args = dict(input_shape=SHAPE, precision="fp16", trt_version="10.3.0",
-                gpu_name="NVIDIA Fake 4090", compute_capability="8.9")
-    args.update(overrides)
-    return engine_cache_key(onnx_path, **args)
+def _key(onnx_path, input_shape=SHAPE, precision="fp16", network_onnx=None,
+         calibration_sha256=None, **platform):
+    fields = dict(trt_version="10.3.0", gpu_name="NVIDIA Fake 4090", compute_capability="8.9",
+                  network_typing="weak")
+    fields.update(platform)
+    return engine_cache_key(onnx_path, input_shape, precision, Platform(**fields), network_onnx,
+                            calibration_sha256)
 
 
 def test_key_changes_with_every_field(onnx_file, tmp_path):
@@ -66,7 +73,9 @@ def test_key_changes_with_every_field(onnx_file, tmp_path):
             _key(onnx_file, precision="int8", calibration_sha256="a" * 64),
             _key(onnx_file, precision="int8", calibration_sha256="b" * 64),
             _key(onnx_file, trt_version="10.4.0"), _key(onnx_file, gpu_name="NVIDIA Orin"),
-            _key(onnx_file, compute_capability="8.7")]
+            _key(onnx_file, compute_capability="8.7"),
+            _key(onnx_file, trt_version="11.4.0", network_typing="strong"),
+            _key(onnx_file, network_typing="strong"), _key(onnx_file, network_onnx=other)]
     assert len(set(keys)) == len(keys)
     assert all(len(k) == 64 and int(k, 16) >= 0 for k in keys)  # sha256 hex
 
@@ -79,14 +88,25 @@ def test_key_depends_on_content_not_path(onnx_file, tmp_path):
     assert _key(onnx_file) == _key(onnx_file)
 
 
-def test_fields_record_everything(onnx_file):
-    fields = engine_key_fields(onnx_file, SHAPE, "fp16", "10.3.0", "GPU", "8.9")
-    assert fields["onnx_sha256"] == hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+def test_fields_record_everything(onnx_file, tmp_path):
+    weak = Platform("10.3.0", "GPU", "8.9", "weak")
+    fields = engine_key_fields(onnx_file, SHAPE, "fp16", weak)
+    source = hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    assert fields["onnx_sha256"] == fields["network_onnx_sha256"] == source
     assert fields["input_shape"] == list(SHAPE) and fields["precision"] == "fp16"
-    assert (fields["trt_version"], fields["gpu_name"], fields["compute_capability"]) == \
-        ("10.3.0", "GPU", "8.9")
+    assert (fields["trt_version"], fields["network_typing"], fields["gpu_name"],
+            fields["compute_capability"]) == ("10.3.0", "weak", "GPU", "8.9")
+    # a strongly typed build records the graph it parsed (the fp16 form) besides the export
+    reduced = tmp_path / "model.fp16.onnx"
+    reduced.write_bytes(b"fp16 graph bytes")
+    strong = engine_key_fields(onnx_file, SHAPE, "fp16", Platform("11.4.0", "GPU", "8.9",
+                                                                  "strong"), reduced)
+    assert strong["onnx_sha256"] == source and strong["network_typing"] == "strong"
+    assert strong["network_onnx_sha256"] == hashlib.sha256(b"fp16 graph bytes").hexdigest()
     with pytest.raises(ValueError, match="precision"):
-        engine_key_fields(onnx_file, SHAPE, "bf16", "10.3.0", "GPU", "8.9")
+        engine_key_fields(onnx_file, SHAPE, "bf16", weak)
+    with pytest.raises(ValueError, match="typing"):
+        engine_key_fields(onnx_file, SHAPE, "fp16", Platform("10.3.0", "GPU", "8.9", "mixed"))
 
 
 def test_builds_once_then_loads_from_cache(onnx_file, tmp_path, caplog):
@@ -187,27 +207,42 @@ def test_a_changed_onnx_file_rebuilds(onnx_file, tmp_path):
     assert again.built and again.key != first.key
 
 
-def test_input_shape_defaults_to_the_onnx_metadata(tmp_path):
-    import onnx  # noqa: F401
-    import torch
+def test_toolchain_and_input_shape_are_required(onnx_file, tmp_path):
+    """No hidden default reaches for TensorRT or the exporter from inside the cache."""
+    with pytest.raises(TypeError, match="toolchain"):
+        load_or_build(onnx_file, "fp16", tmp_path / "cache", input_shape=SHAPE)
+    with pytest.raises(TypeError, match="input_shape"):
+        load_or_build(onnx_file, "fp16", tmp_path / "cache", toolchain=FakeToolchain())
 
-    from clip_depth_ros.export_onnx import export_onnx
-    from clip_depth_ros.model import create_model
-    torch.manual_seed(0)
-    path = export_onnx(create_model("tiny-depthclip", backbone_weights="random"),
-                       tmp_path / "model.onnx")
-    cached = load_or_build(path, "fp16", tmp_path / "cache", toolchain=FakeToolchain())
-    meta = json.loads(cache_paths(tmp_path / "cache", cached.key)[1].read_text())
-    assert meta["fields"]["input_shape"] == [1, 3, 192, 256]
+
+def test_strongly_typed_engines_are_keyed_by_the_graph_built(onnx_file, tmp_path):
+    """TensorRT 11 parses a reduced-precision graph: its bytes are part of the key, and the
+    builder is handed that graph, not the export."""
+    reduced = tmp_path / "model.fp16.onnx"
+    reduced.write_bytes(b"fp16 graph v1")
+    cache = tmp_path / "cache"
+    weak = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=FakeToolchain())
+    strong_chain = FakeToolchain("10.3.0", typing="strong", network_onnx=reduced)
+    strong = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=strong_chain)
+    assert strong.built and strong.key != weak.key
+    assert strong_chain.builds == [(reduced, "fp16")]
+    meta = json.loads(cache_paths(cache, strong.key)[1].read_text())
+    assert meta["network_onnx"] == str(reduced) and meta["fields"]["network_typing"] == "strong"
+    assert not load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE,
+                             toolchain=strong_chain).built
+    reduced.write_bytes(b"fp16 graph v2")  # another converter version, same export
+    again = load_or_build(onnx_file, "fp16", cache, input_shape=SHAPE, toolchain=strong_chain)
+    assert again.built and again.key not in (strong.key, weak.key)
 
 
 def test_cache_logic_imports_no_tensorrt():
     script = ("import sys\nsys.path.insert(0, %r)\n"
               "import clip_depth_ros.backends.engine_cache as ec\n"
               "ec.engine_cache_key(sys.executable, (1, 3, 8, 8), 'fp16', "
-              "'10.0', 'gpu', '8.9')\n"
+              "ec.Platform('10.0', 'gpu', '8.9', 'weak'))\n"
               "print('LOADED:' + ','.join(sorted(m for m in sys.modules "
-              "if m.split('.')[0] in ('tensorrt', 'torch', 'onnxruntime'))))\n") % str(ROOT)
+              "if m.split('.')[0] in ('tensorrt', 'torch', 'onnxruntime', 'onnx') "
+              "or m == 'clip_depth_ros.export_onnx')))\n") % str(ROOT)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr

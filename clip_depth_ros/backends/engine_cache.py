@@ -2,10 +2,12 @@
 
 Engines are not portable across TensorRT versions or GPUs, so an engine is stored as
 ``<cache_dir>/<key>.engine`` next to ``<key>.json`` holding the fields the key was made from
-(ONNX file hash, input shape, precision, TensorRT version, GPU name, compute capability) and
-the engine's own hash.  An engine is only loaded when its stored fields equal the current
-ones and its bytes are intact; anything else (or a deserialisation failure) rebuilds it.
-TensorRT itself is behind :class:`EngineToolchain`, so this logic is testable without it.
+(ONNX file hash, input shape, precision, TensorRT version, network typing, GPU name, compute
+capability, the hash of the graph the builder actually parsed) and the engine's own hash.  An
+engine is only loaded when its stored fields equal the current ones and its bytes are intact;
+anything else (or a deserialisation failure) rebuilds it.  TensorRT itself is behind
+:class:`EngineToolchain`, which callers always pass in: this module imports neither TensorRT
+nor the exporter, so its logic is testable without them.
 """
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence, Union
 
-from ..atomic_io import write_bytes_atomic
+from ..atomic_io import file_sha256, write_bytes_atomic  # noqa: F401 (re-exported)
 
 log = logging.getLogger("clip_depth_ros")
 
 DEFAULT_CACHE_DIR = "~/.cache/clip_depth_ros/engines"
 PRECISIONS = ("fp32", "fp16", "int8")
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: network typing and the parsed graph's hash joined the key
+TYPINGS = ("weak", "strong")  # TensorRT 10: fp32 graph + precision flags; 11: graph types
 
 
 @dataclass(frozen=True)
@@ -34,16 +37,22 @@ class Platform:
     trt_version: str
     gpu_name: str
     compute_capability: str  # "8.9"
+    network_typing: str  # "weak" (TensorRT 10, builder flags) or "strong" (TensorRT 11)
 
 
 class EngineToolchain(Protocol):
     """The TensorRT side of the cache (a fake one in tests)."""
 
     def platform(self) -> Platform:
-        """TensorRT version, GPU name and compute capability of the device in use."""
+        """TensorRT version, network typing, GPU name and compute capability in use."""
 
-    def build(self, onnx_path: Path, precision: str) -> bytes:
-        """Build and serialise an engine for the ONNX graph (can take minutes)."""
+    def network_graph(self, onnx_path: Path, precision: str) -> Path:
+        """The ONNX graph the builder will parse for this precision: the exported graph, or
+        a reduced-precision form of it for a strongly typed build."""
+
+    def build(self, network_onnx: Path, precision: str) -> bytes:
+        """Build and serialise an engine from :meth:`network_graph`'s graph (can take
+        minutes)."""
 
     def deserialize(self, data: bytes) -> Any:
         """A runnable engine from serialised bytes; raises on failure."""
@@ -57,15 +66,6 @@ class CachedEngine:
     key: str
     path: Path
     built: bool
-
-
-def file_sha256(path: Union[str, os.PathLike]) -> str:
-    """sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 CALIBRATION_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -87,17 +87,27 @@ def calibration_set_sha256(images_dir: Union[str, os.PathLike]) -> str:
 
 
 def engine_key_fields(onnx_path: Union[str, os.PathLike], input_shape: Sequence[int],
-                      precision: str, trt_version: str, gpu_name: str,
-                      compute_capability: str,
+                      precision: str, platform: Platform,
+                      network_onnx: Optional[Union[str, os.PathLike]] = None,
                       calibration_sha256: Optional[str] = None) -> dict[str, Any]:
-    """Everything an engine depends on, as a JSON-able dict (INT8: the calibration set too)."""
+    """Everything an engine depends on, as a JSON-able dict.  ``network_onnx`` is the graph
+    the builder parses when it is not ``onnx_path`` itself (TensorRT 11's fp16 graph); INT8
+    engines also depend on their calibration set."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
-    fields = {"format": KEY_FORMAT, "onnx_sha256": file_sha256(onnx_path),
+    if platform.network_typing not in TYPINGS:
+        raise ValueError(f"network typing must be one of {', '.join(TYPINGS)}, got "
+                         f"'{platform.network_typing}'")
+    source = file_sha256(onnx_path)
+    same = network_onnx is None or Path(network_onnx).expanduser().resolve() == \
+        Path(onnx_path).expanduser().resolve()
+    fields = {"format": KEY_FORMAT, "onnx_sha256": source,
+              "network_onnx_sha256": source if same else file_sha256(network_onnx),
               "input_shape": [int(d) for d in input_shape], "precision": precision,
-              "trt_version": str(trt_version), "gpu_name": str(gpu_name),
-              "compute_capability": str(compute_capability)}
-    if precision == "int8":
+              "trt_version": str(platform.trt_version),
+              "network_typing": platform.network_typing, "gpu_name": str(platform.gpu_name),
+              "compute_capability": str(platform.compute_capability)}
+    if precision == "int8" and platform.network_typing == "weak":
         if not calibration_sha256:
             raise ValueError("an int8 engine key needs the calibration set's sha256")
         fields["calibration_sha256"] = str(calibration_sha256)
@@ -110,12 +120,13 @@ def key_of(fields: dict[str, Any]) -> str:
 
 
 def engine_cache_key(onnx_path: Union[str, os.PathLike], input_shape: Sequence[int],
-                     precision: str, trt_version: str, gpu_name: str,
-                     compute_capability: str, calibration_sha256: Optional[str] = None) -> str:
-    """sha256 over the ONNX file bytes, input shape, precision, TensorRT version and GPU (and,
-    for INT8, the calibration set)."""
-    return key_of(engine_key_fields(onnx_path, input_shape, precision, trt_version, gpu_name,
-                                    compute_capability, calibration_sha256))
+                     precision: str, platform: Platform,
+                     network_onnx: Optional[Union[str, os.PathLike]] = None,
+                     calibration_sha256: Optional[str] = None) -> str:
+    """sha256 over :func:`engine_key_fields`: the ONNX bytes (and those of the graph parsed),
+    input shape, precision, TensorRT version and typing, GPU (and the INT8 calibration set)."""
+    return key_of(engine_key_fields(onnx_path, input_shape, precision, platform, network_onnx,
+                                    calibration_sha256))
 
 
 def cache_paths(cache_dir: Union[str, os.PathLike], key: str) -> tuple[Path, Path]:
@@ -152,38 +163,32 @@ def _load_cached(engine_path: Path, meta_path: Path, key: str, fields: dict[str,
 
 def load_or_build(onnx_path: Union[str, os.PathLike], precision: str,
                   cache_dir: Union[str, os.PathLike] = DEFAULT_CACHE_DIR, *,
-                  input_shape: Optional[Sequence[int]] = None,
-                  toolchain: Optional[EngineToolchain] = None,
+                  toolchain: EngineToolchain, input_shape: Sequence[int],
                   calibration_sha256: Optional[str] = None) -> CachedEngine:
     """The engine for this graph, precision and platform: from the cache when its stored key
-    matches and it deserialises, else built (and cached).  input_shape defaults to the one in
-    the ONNX metadata; toolchain defaults to TensorRT on the current CUDA device."""
+    matches and it deserialises, else built (and cached)."""
     onnx_path = Path(onnx_path).expanduser()
-    if toolchain is None:
-        from .tensorrt_backend import TensorRTToolchain
-        toolchain = TensorRTToolchain()
-    if input_shape is None:
-        from ..export_onnx import read_onnx_config
-        input_shape = (1, 3, *read_onnx_config(onnx_path).input_hw)
     plat = toolchain.platform()
-    fields = engine_key_fields(onnx_path, input_shape, precision, plat.trt_version,
-                               plat.gpu_name, plat.compute_capability, calibration_sha256)
+    network_onnx = Path(toolchain.network_graph(onnx_path, precision))
+    fields = engine_key_fields(onnx_path, input_shape, precision, plat, network_onnx,
+                               calibration_sha256)
     key = key_of(fields)
     engine_path, meta_path = cache_paths(cache_dir, key)
     engine = _load_cached(engine_path, meta_path, key, fields, toolchain)
     if engine is not None:
         log.info("loaded cached TensorRT engine %s", engine_path)
         return CachedEngine(engine, key, engine_path, built=False)
-    log.warning("building a TensorRT engine for %s (%s, TensorRT %s, %s); a first build can "
-                "take minutes, later starts reuse %s", onnx_path.name, precision,
-                plat.trt_version, plat.gpu_name, engine_path)
+    log.warning("building a TensorRT engine for %s (%s, TensorRT %s %s-typed, %s); a first "
+                "build can take minutes, later starts reuse %s", network_onnx.name, precision,
+                plat.trt_version, plat.network_typing, plat.gpu_name, engine_path)
     start = time.monotonic()
-    data = bytes(toolchain.build(onnx_path, precision))
+    data = bytes(toolchain.build(network_onnx, precision))
     build_s = time.monotonic() - start
     engine = toolchain.deserialize(data)  # a fresh engine that fails to load is a real error
     write_bytes_atomic(engine_path, data)
     meta = {"key": key, "fields": fields, "engine_sha256": hashlib.sha256(data).hexdigest(),
-            "engine_bytes": len(data), "onnx": str(onnx_path), "build_s": round(build_s, 1),
+            "engine_bytes": len(data), "onnx": str(onnx_path),
+            "network_onnx": str(network_onnx), "build_s": round(build_s, 1),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_bytes_atomic(meta_path, json.dumps(meta, indent=2).encode())  # written last: the commit
     log.info("built TensorRT engine %s in %.1f s", engine_path, build_s)
