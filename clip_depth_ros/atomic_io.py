@@ -1,10 +1,12 @@
-"""Atomic file writes (temp file + fsync + rename), shared by weights, exports and engines.
+"""Atomic file writes (temp file + fsync + rename) and file hashes, shared by weights,
+exports and engines.
 
 Pure standard library, so modules that must not import torch (the TensorRT engine cache)
-can use it too.
+can use it too, and the exporter and the backends both depend on it instead of on each other.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -37,3 +39,12 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def file_sha256(path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

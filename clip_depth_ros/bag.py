@@ -26,10 +26,12 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .backends.base import DepthBackend
+from .errors import ClipDepthError
 from .geometry import Intrinsics
 from .image_codec import (POINTFIELD_FLOAT32, ConversionError, camera_info_fields,
                           camera_info_to_intrinsics, cloud_layout, compressed_to_rgb8,
                           encode_pixels, image_to_rgb8)
+from .frame import frame_messages
 from .pipeline import DepthPipeline, PipelineSettings
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -39,7 +41,7 @@ DEPTH_IMAGE, POINTS = IMAGE, "sensor_msgs/msg/PointCloud2"
 FORMATS = ("sqlite3", "mcap")
 
 
-class BagError(Exception):
+class BagError(ClipDepthError):
     """A problem with the input or output bag that stops the conversion (one-line message)."""
 
 
@@ -196,14 +198,17 @@ class _Messages:
     def __init__(self, typestore: Any):
         self.types = typestore.types
 
-    def depth(self, depth_m: np.ndarray, header: Any) -> Any:
-        name, pixels = encode_pixels(depth_m, "32FC1")
-        height, width = pixels.shape
+    def image(self, array: np.ndarray, encoding: str, header: Any) -> Any:
+        """sensor_msgs/Image (rosbags type)."""
+        name, pixels = encode_pixels(array, encoding)
+        height, width = pixels.shape[:2]
+        step = width * pixels.dtype.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1)
         return self.types[IMAGE](header=header, height=height, width=width, encoding=name,
-                                 is_bigendian=0, step=width * 4,
+                                 is_bigendian=0, step=step,
                                  data=np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
 
     def camera_info(self, intrinsics: Intrinsics, header: Any, template: Any) -> Any:
+        """sensor_msgs/CameraInfo (rosbags type)."""
         values = camera_info_fields(intrinsics, template)
         roi = self.types["sensor_msgs/msg/RegionOfInterest"](
             x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
@@ -213,8 +218,9 @@ class _Messages:
             d=np.asarray(values["d"], dtype=np.float64), k=values["k"], r=values["r"],
             p=values["p"], binning_x=0, binning_y=0, roi=roi)
 
-    def points(self, points_xyz: np.ndarray, rgb: Optional[np.ndarray], header: Any) -> Any:
-        cloud, names = cloud_layout(points_xyz, rgb)
+    def pointcloud2(self, body: np.ndarray, header: Any) -> Any:
+        """sensor_msgs/PointCloud2 (rosbags type)."""
+        cloud, names = cloud_layout(body)
         height, width = cloud.shape[:2]
         point_field = self.types["sensor_msgs/msg/PointField"]
         fields = [point_field(name=n, offset=4 * i, datatype=POINTFIELD_FLOAT32, count=1)
@@ -223,6 +229,9 @@ class _Messages:
             header=header, height=height, width=width, fields=fields, is_bigendian=False,
             point_step=4 * len(names), row_step=4 * len(names) * width,
             data=np.ascontiguousarray(cloud).reshape(-1).view(np.uint8), is_dense=False)
+
+
+_REPORTED = {"depth": "depth", "info": "camera_info", "points": "points"}
 
 
 def _load_camera_infos(reader: Any, job: BagJob, typestore: Any,
@@ -281,16 +290,9 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = True, points_rgb:
                 intrinsics = camera_info_to_intrinsics(info) if info is not None else None
                 result = pipeline.process(rgb, intrinsics, want_points=points,
                                           want_rgb=points_rgb)
-                write("depth", build.depth(result.depth_m, msg.header), received_ns)
-                report.depth += 1
-                if result.intrinsics is not None:
-                    write("info", build.camera_info(result.intrinsics, msg.header, info),
-                          received_ns)
-                    report.camera_info += 1
-                cloud = result.cloud_parts()
-                if cloud is not None:
-                    write("points", build.points(*cloud, msg.header), received_ns)
-                    report.points += 1
+                for key, message in frame_messages(result, msg.header, info, build).items():
+                    write(key, message, received_ns)
+                    setattr(report, _REPORTED[key], getattr(report, _REPORTED[key]) + 1)
     return report
 
 

@@ -22,8 +22,7 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-class ConfigError(ValueError):
-    """A model config that is missing, malformed or inconsistent."""
+from .errors import ConfigError  # noqa: E402  (re-exported: the historic import path)
 
 
 @dataclass
@@ -209,6 +208,18 @@ class ModelConfig:
     def input_hw(self) -> tuple[int, int]:
         """(height, width) of the model input."""
         return int(self.input_size[0]), int(self.input_size[1])
+
+    def uint8_normalization(self) -> tuple["np.ndarray", "np.ndarray"]:
+        """(scale, offset), float32 per RGB channel: normalised = uint8 * scale + offset.
+
+        The model's preprocessing travels with it (as open_clip's does); every path that feeds
+        the network (numpy, torch on the device, training, calibration) derives from this.
+        """
+        import numpy as np
+        std = np.asarray(self.std, dtype=np.float32)
+        scale = (1.0 / (255.0 * std)).astype(np.float32)
+        offset = (-np.asarray(self.mean, dtype=np.float32) / std).astype(np.float32)
+        return scale, offset
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of this config."""

@@ -19,12 +19,13 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
+from .errors import ClipDepthError
 from .geometry import Intrinsics
 
 POINTFIELD_FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
 
 
-class ConversionError(ValueError):
+class ConversionError(ClipDepthError, ValueError):
     """A message or array that cannot be converted: malformed, inconsistent or unsupported."""
 
 
@@ -207,7 +208,7 @@ def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", jpeg_quality: int = 95
     return f"rgb8; {'jpeg' if ext == '.jpg' else 'png'} compressed bgr8", encoded
 
 
-def _interleave_xyzrgb(points: np.ndarray, colours: np.ndarray) -> np.ndarray:
+def interleave_xyzrgb(points: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """HxWx4 little-endian float32 of x, y, z and the 0x00RRGGBB colour bits.
 
     Assumes a little-endian host (every ROS 2 tier-1 platform): the B, G, R, A bytes that
@@ -222,26 +223,19 @@ def _interleave_xyzrgb(points: np.ndarray, colours: np.ndarray) -> np.ndarray:
     return cv2.merge([np.ascontiguousarray(points), packed.view(np.float32)])
 
 
-def cloud_layout(points_xyz: np.ndarray,
-                 rgb: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[str]]:
-    """The PointCloud2 body of HxWx3 (or Nx3) points: (HxWxC float32 array, field names).
-
-    Fields are FLOAT32 at offsets 0, 4, 8 (, 12): x, y, z (+ packed 0x00RRGGBB rgb); NaN marks
-    invalid points.  An Nx3 input gives a 1xN cloud; an HxWx4 float32 input without ``rgb`` is
-    taken as x, y, z and packed rgb already interleaved (what the GPU path builds).
-    """
+def cloud_body(points_xyz: np.ndarray, rgb: Optional[np.ndarray] = None) -> np.ndarray:
+    """(H, W, 3) or (N, 3) float points (+ matching uint8 RGB) -> the PointCloud2 body: one
+    (H, W, 3 | 4) float32 array of x, y, z (+ packed 0x00RRGGBB rgb); (N, 3) gives 1xN."""
     points = np.asarray(points_xyz)
-    if points.ndim == 3 and points.shape[2] == 4 and points.dtype == np.float32 and rgb is None:
-        # a body built elsewhere (the GPU path): x, y, z and packed rgb already interleaved
-        return np.ascontiguousarray(points).astype("<f4", copy=False), ["x", "y", "z", "rgb"]
     if points.ndim == 2 and points.shape[1] == 3:
         points = points[np.newaxis]
     if points.ndim != 3 or points.shape[2] != 3 or points.dtype.kind != "f":
         raise ConversionError(
             f"points need a float array of shape (H, W, 3) or (N, 3), got "
             f"{points.dtype.name} of shape {np.shape(points_xyz)}")
+    points = points.astype(np.float32, copy=False)
     if rgb is None:
-        return points.astype("<f4", copy=False), ["x", "y", "z"]
+        return np.ascontiguousarray(points)
     colours = np.asarray(rgb)
     if colours.ndim == 2 and colours.shape[1] == 3:
         colours = colours[np.newaxis]
@@ -249,8 +243,27 @@ def cloud_layout(points_xyz: np.ndarray,
         raise ConversionError(
             f"rgb needs a uint8 array of shape {points.shape}, got {colours.dtype.name} "
             f"of shape {np.shape(rgb)}")
-    return _interleave_xyzrgb(points.astype(np.float32, copy=False), colours), \
-        ["x", "y", "z", "rgb"]
+    return interleave_xyzrgb(points, colours)
+
+
+def cloud_layout(body: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """A PointCloud2 body and its field names: (H, W, 3 | 4) or (N, 3 | 4) float32 x, y, z
+    (+ packed 0x00RRGGBB rgb), as ``frame.cloud_body`` and the GPU path build it.
+
+    Fields are FLOAT32 at offsets 0, 4, 8 (, 12); NaN marks invalid points; an (N, C) input
+    gives a 1xN cloud.
+    """
+    points = np.asarray(body)
+    if points.ndim == 2:
+        points = points[np.newaxis]
+    if points.ndim != 3 or points.shape[2] not in (3, 4) or points.dtype.kind != "f":
+        raise ConversionError(
+            f"a cloud body needs a float array of shape (H, W, 3 | 4) or (N, 3 | 4), got "
+            f"{points.dtype.name} of shape {np.shape(body)}")
+    names = ["x", "y", "z", "rgb"][:points.shape[2]]
+    if points.shape[2] == 4 and points.dtype != np.float32:
+        raise ConversionError("an xyzrgb body must be float32 (rgb is packed bits)")
+    return np.ascontiguousarray(points).astype("<f4", copy=False), names
 
 
 def pointcloud2_to_array(msg: Any) -> np.ndarray:

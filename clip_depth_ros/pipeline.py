@@ -1,7 +1,11 @@
 """The frame pipeline, free of ROS: image -> depth -> (points, colored depth), timed per stage.
 
-The node is a thin adapter around this: it converts messages, keeps only the latest frame in a
-:class:`LatestFrameSlot`, and calls :meth:`DepthPipeline.process` from a worker thread.
+The node, the bag command and the benchmarks are thin adapters around this: they convert
+messages, keep only the latest frame in a :class:`LatestFrameSlot`, and call
+:meth:`DepthPipeline.process` (the node from a worker thread).  ``process`` is linear: scale the
+camera to the image, ask the backend for the frame (``infer_frame``: one method, whatever the
+backend), then run the post-model steps in order.  Post-model steps (scale anchoring, temporal
+filtering, confidence masks) go in ``DepthPipeline.steps`` and nowhere else.
 """
 from __future__ import annotations
 
@@ -9,14 +13,14 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Generic, Optional, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Optional, Protocol, TypeVar
 
 import numpy as np
 
 from .backends.base import DepthBackend
-from .colorize import colorize_depth
-from .geometry import Intrinsics, depth_to_points
+from .frame import FrameOutputs, FrameRequest
+from .geometry import Intrinsics
 
 T = TypeVar("T")
 
@@ -32,35 +36,22 @@ class PipelineSettings:
     display_max_m: float = 0.0
 
 
-@dataclass
-class FrameResult:
-    """Everything one frame produced, plus per-stage timings in milliseconds."""
+class PostModelStep(Protocol):
+    """One step after the model (e.g. scale anchoring): it may change the outputs in place.
+    A step that rescales depth must rescale the cloud's x, y, z the same way."""
 
-    depth_m: np.ndarray
-    intrinsics: Optional[Intrinsics]  # at the depth image's resolution
-    points_xyz: Optional[np.ndarray] = None
-    points_rgb: Optional[np.ndarray] = None
-    # (H', W', 3 | 4) float32 PointCloud2 body (x, y, z [, packed rgb]) when the backend built
-    # the cloud on the device; points_xyz is then a view of its first three channels
-    cloud_body: Optional[np.ndarray] = None
-    colored_bgr: Optional[np.ndarray] = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def cloud_parts(self) -> Optional[tuple[np.ndarray, Optional[np.ndarray]]]:
-        """(points, rgb) for ``points_to_pointcloud2`` / ``cloud_layout``; None without points."""
-        if self.cloud_body is not None:
-            return self.cloud_body, None
-        if self.points_xyz is not None:
-            return self.points_xyz, self.points_rgb
-        return None
+    def __call__(self, outputs: FrameOutputs, image_rgb: np.ndarray) -> FrameOutputs:
+        """The frame's outputs after this step."""
 
 
 class DepthPipeline:
-    """Runs a backend on one frame and derives the optional outputs."""
+    """Runs a backend on one frame, then the post-model steps, in one straight line."""
 
-    def __init__(self, backend: DepthBackend, settings: Optional[PipelineSettings] = None):
+    def __init__(self, backend: DepthBackend, settings: Optional[PipelineSettings] = None,
+                 steps: Optional[list[PostModelStep]] = None):
         self.backend = backend
         self.settings = settings or PipelineSettings()
+        self.steps: list[PostModelStep] = list(steps or [])
 
     def display_range(self) -> tuple[float, float]:
         """Depth range mapped onto the colormap."""
@@ -69,54 +60,31 @@ class DepthPipeline:
             return lo, hi
         return self.backend.config.min_depth, self.backend.config.max_depth
 
+    def request(self, want_points: bool = False, want_rgb: bool = False,
+                want_colored: bool = False) -> FrameRequest:
+        """The backend request for the current settings."""
+        max_range = self.settings.max_range_m if self.settings.max_range_m > 0 else math.inf
+        return FrameRequest(points=want_points, points_rgb=want_points and want_rgb,
+                            point_stride=max(1, int(self.settings.point_stride)),
+                            max_range_m=max_range, colored=want_colored,
+                            display_range_m=self.display_range(),
+                            colormap=self.settings.colormap)
+
     def process(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
                 want_points: bool = False, want_rgb: bool = False,
-                want_colored: bool = False) -> FrameResult:
+                want_colored: bool = False) -> FrameOutputs:
         """Depth for one RGB frame; points only with valid intrinsics, extras only if wanted."""
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
         height, width = image_rgb.shape[:2]
         if intrinsics is not None:
             intrinsics = intrinsics.scaled_to(width, height) if intrinsics.is_valid() else None
-        if getattr(self.backend, "device_outputs", False):
-            return self._process_on_device(image_rgb, intrinsics, want_points, want_rgb,
-                                           want_colored, t0)
-        depth = self.backend.infer(image_rgb, intrinsics)
-        t1 = time.perf_counter()
-        timings["inference"] = (t1 - t0) * 1e3
-        result = FrameResult(depth_m=depth, intrinsics=intrinsics, timings_ms=timings)
-        stride = max(1, int(self.settings.point_stride))
-        if want_points and intrinsics is not None:
-            max_range = self.settings.max_range_m if self.settings.max_range_m > 0 else math.inf
-            result.points_xyz = depth_to_points(depth, intrinsics, stride, max_range)
-            if want_rgb:
-                result.points_rgb = np.ascontiguousarray(image_rgb[::stride, ::stride])
-            t2 = time.perf_counter()
-            timings["points"] = (t2 - t1) * 1e3
-            t1 = t2
-        if want_colored:
-            lo, hi = self.display_range()
-            result.colored_bgr = colorize_depth(depth, lo, hi, self.settings.colormap)
-            timings["colorize"] = (time.perf_counter() - t1) * 1e3
-        return result
-
-    def _process_on_device(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics],
-                           want_points: bool, want_rgb: bool, want_colored: bool,
-                           t0: float) -> FrameResult:
-        """The fast path: the backend makes depth, cloud body and colours in one device pass
-        (one timing, 'inference', covers all of it: the device work is asynchronous)."""
-        stride = max(1, int(self.settings.point_stride))
-        max_range = self.settings.max_range_m if self.settings.max_range_m > 0 else math.inf
-        colored = (*self.display_range(), self.settings.colormap) if want_colored else None
-        out = self.backend.infer_with_outputs(
-            image_rgb, intrinsics, points=want_points and intrinsics is not None, stride=stride,
-            max_range=max_range, rgb=want_rgb, colored=colored)
-        result = FrameResult(depth_m=out.depth_m, intrinsics=intrinsics,
-                             colored_bgr=out.colored_bgr, cloud_body=out.cloud_body)
-        if out.cloud_body is not None:
-            result.points_xyz = out.cloud_body[..., :3]
-        result.timings_ms["inference"] = (time.perf_counter() - t0) * 1e3
-        return result
+        outputs = self.backend.infer_frame(
+            image_rgb, intrinsics,
+            self.request(want_points and intrinsics is not None, want_rgb, want_colored))
+        for step in self.steps:
+            t0 = time.perf_counter()
+            outputs = step(outputs, image_rgb)
+            outputs.timings_ms[type(step).__name__] = (time.perf_counter() - t0) * 1e3
+        return outputs
 
 
 class LatestFrameSlot(Generic[T]):

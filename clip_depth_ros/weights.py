@@ -14,12 +14,13 @@ from typing import Any, Iterable, Mapping, Optional
 
 import torch
 
+from .errors import ClipDepthError
 from .atomic_io import atomic_write, write_bytes_atomic  # noqa: F401 (re-exported)
 
 FORMAT_VERSION = 1
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ClipDepthError, RuntimeError):
     """A weights file that is missing, unreadable, unsafe or does not fit the model."""
 
 

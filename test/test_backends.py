@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from clip_depth_ros.backends import available_backends, create_backend
-from clip_depth_ros.backends.base import (DepthBackend, check_image, model_focal_px, preprocess,
+from clip_depth_ros.backends.base import (DepthBackend, camera_inputs, check_image, preprocess,
                                           resize_back)
 from clip_depth_ros.config import get_model_config
 from clip_depth_ros.geometry import Intrinsics
@@ -122,13 +122,13 @@ def test_numpy_preprocess_matches_manual():
 
 def test_backend_preprocess_resizes_to_input(backend):
     cfg = backend.config
-    batch = backend.preprocess(_image(480, 640))
-    assert tuple(batch.shape) == (1, 3, *cfg.input_hw) and batch.dtype == torch.float32
+    batch = preprocess(_image(480, 640), cfg)
+    assert tuple(batch.shape) == (1, 3, *cfg.input_hw) and batch.dtype == np.float32
     # a uniform image stays uniform through the resize
-    grey = backend.preprocess(np.full((300, 500, 3), 200, np.uint8))
+    grey = preprocess(np.full((300, 500, 3), 200, np.uint8), cfg)
     expected = (200 / 255.0 - np.array(cfg.mean)) / np.array(cfg.std)
-    np.testing.assert_allclose(grey[0].amax(dim=(1, 2)).numpy(), expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(grey[0].amin(dim=(1, 2)).numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grey[0].max(axis=(1, 2)), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grey[0].min(axis=(1, 2)), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_resize_back():
@@ -138,14 +138,30 @@ def test_resize_back():
     np.testing.assert_allclose(out, 3.0)
 
 
-def test_model_focal_px_scales_with_resize():
-    cfg = get_model_config("tiny-mirror")
-    h, w = cfg.input_hw
+def test_camera_inputs_are_the_focal_length_at_the_image_resolution():
     intr = Intrinsics(fx=500.0, fy=480.0, cx=319.5, cy=239.5, width=640, height=480)
-    assert model_focal_px(intr, cfg) == pytest.approx(500.0 * w / 640)
-    assert model_focal_px(Intrinsics(500.0, 500.0, 0.0, 0.0, w, h), cfg) == pytest.approx(500.0)
-    assert model_focal_px(None, cfg) is None
-    assert model_focal_px(Intrinsics(0.0, 500.0, 320, 240, 640, 480), cfg) is None
+    f_px, width = camera_inputs(intr, 640)
+    assert f_px.dtype == width.dtype == np.float32 and f_px.shape == width.shape == (1,)
+    assert f_px[0] == pytest.approx(500.0) and width[0] == pytest.approx(640.0)
+    assert camera_inputs(None, 640)[0][0] == 0.0  # unknown lens
+    assert camera_inputs(Intrinsics(0.0, 500.0, 320, 240, 640, 480), 640)[0][0] == 0.0
+
+
+def test_model_converts_the_focal_length_to_its_input_size(tmp_path):
+    """The one camera contract: f_px at the image's resolution, converted inside infer."""
+    backend = _build(model=str(camera_aware_config_file(tmp_path)))
+    model, cfg = backend.model, backend.config
+    h, w = cfg.input_hw
+    x = torch.from_numpy(preprocess(_image(h, w, seed=3), cfg))
+    with torch.no_grad():
+        at_input = model.infer(x, torch.tensor([0.5 * cfg.canonical_focal_px]))
+        at_image = model.infer(x, torch.tensor([0.5 * cfg.canonical_focal_px * 640 / w]),
+                               torch.tensor([640.0]))
+        unknown = model.infer(x, torch.tensor([0.0]), torch.tensor([640.0]))
+        canonical = model.infer(x)
+    torch.testing.assert_close(at_image, at_input)
+    torch.testing.assert_close(unknown, canonical)
+    assert not torch.allclose(at_input, canonical)
 
 
 def test_camera_aware_backend_scales_with_intrinsics(tmp_path):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from clip_depth_ros.image_codec import cloud_body
 import pytest
 
 import rosbags
@@ -357,6 +359,6 @@ def test_bag_messages_are_what_the_live_node_would_publish(tmp_path):
     xyz = pointcloud2_to_array(cloud)
     bits = np.ascontiguousarray(xyz["rgb"]).view(np.uint32)
     rgb = np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], -1).astype(np.uint8)
-    node_cloud = points_to_pointcloud2(np.stack([xyz["x"], xyz["y"], xyz["z"]], -1),
-                                       cloud.header, rgb)
+    node_cloud = points_to_pointcloud2(
+        cloud_body(np.stack([xyz["x"], xyz["y"], xyz["z"]], -1), rgb), cloud.header)
     assert same(node_cloud, "/cam/points", PointCloud2)

@@ -12,6 +12,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header
 
 from clip_depth_ros.geometry import Intrinsics
+from clip_depth_ros.image_codec import cloud_body
 from clip_depth_ros.ros.conversions import (
     ConversionError,
     camera_info_to_intrinsics,
@@ -414,7 +415,7 @@ def test_xyzrgb_cloud_layout_values_and_packed_rgb():
     points = _points()
     rgb = RNG.integers(0, 256, points.shape, dtype=np.uint8)
     rgb[0, 0] = [0xFF, 0x00, 0x80]
-    msg = points_to_pointcloud2(points, stamped(), rgb=rgb)
+    msg = points_to_pointcloud2(cloud_body(points, rgb), stamped())
     _assert_layout(msg, ["x", "y", "z", "rgb"], 16, 5, 7)
     wire = deserialize_message(serialize_message(msg), PointCloud2)
     for cloud in (pointcloud2_to_array(msg), pointcloud2_to_array(wire)):
@@ -430,7 +431,7 @@ def test_xyzrgb_cloud_layout_values_and_packed_rgb():
 
 def test_unorganized_points_and_float64_input():
     points = RNG.uniform(-1, 1, (9, 3))
-    msg = points_to_pointcloud2(points, Header(), rgb=np.zeros((9, 3), np.uint8))
+    msg = points_to_pointcloud2(cloud_body(points, np.zeros((9, 3), np.uint8)), Header())
     _assert_layout(msg, ["x", "y", "z", "rgb"], 16, 1, 9)
     np.testing.assert_allclose(_xyz(pointcloud2_to_array(msg))[0], points, rtol=1e-6)
     empty = points_to_pointcloud2(np.zeros((0, 3), np.float32), Header())
@@ -446,7 +447,9 @@ def test_unorganized_points_and_float64_input():
 ])
 def test_points_to_pointcloud2_rejects_bad_input(points, rgb):
     with pytest.raises(ConversionError):
-        points_to_pointcloud2(points, Header(), rgb=rgb)
+        points_to_pointcloud2(cloud_body(points, rgb), Header())
+    with pytest.raises(ConversionError):  # a body of the wrong shape or type
+        points_to_pointcloud2(points if rgb is None else points[..., :2], Header())
 
 
 def _foreign_cloud(big_endian: bool) -> tuple[PointCloud2, np.ndarray]:

@@ -10,11 +10,11 @@ import onnxruntime  # noqa: F401
 
 from onnx import numpy_helper  # noqa: E402
 
-from clip_depth_ros.export_onnx import (INPUT_NAME, OUTPUT_NAME, config_from_metadata,  # noqa: E402
-                                        export_onnx, read_onnx_config, sidecar_path)
+from clip_depth_ros.export_onnx import (INPUT_NAME, OUTPUT_NAME, ExportCheckError,  # noqa: E402
+                                        check_forward, config_from_metadata, export_onnx,
+                                        probe_feeds, read_onnx_config, sidecar_path)
 from clip_depth_ros.model import create_model  # noqa: E402
-from training.export import (ExportCheckError, check_graph, export_and_check, main,  # noqa: E402
-                             onnx_parity, sample_inputs)
+from training.export import check_graph, export_and_check, main  # noqa: E402
 
 TINY = ["tiny-mirror", "tiny-depthclip", "tiny-moa"]
 CONTRACT_KEYS = ("name", "backbone", "method", "input_size", "mean", "std", "min_depth",
@@ -73,10 +73,10 @@ def test_metadata_props_and_sidecar_equal_the_config(exported):
 
 def test_onnxruntime_matches_torch_within_1mm(exported):
     model, path, report = exported
-    assert report["samples"] == 4  # 3 random images + the synthetic room
+    assert report["samples"] == 3  # 2 random images + the synthetic room
     assert 0 <= report["max_abs_diff_m"] < 1e-3
-    fresh = sample_inputs(model.config, n_random=2, synthetic=False, seed=5)
-    assert onnx_parity(model, path, fresh, tolerance_m=1e-3) < 1e-3
+    fresh = probe_feeds(model.config, n_random=2, seed=5)
+    assert check_forward(model, path, fresh, tolerance_m=1e-3) < 1e-3
 
 
 def test_no_text_tower_in_the_graph(exported):
@@ -92,8 +92,7 @@ def test_no_text_tower_in_the_graph(exported):
 def test_parity_check_fails_at_absurd_tolerance(exported):
     model, path, _ = exported
     with pytest.raises(ExportCheckError, match="differs from torch"):
-        onnx_parity(model, path, sample_inputs(model.config, n_random=1, synthetic=False),
-                    tolerance_m=0.0)
+        check_forward(model, path, probe_feeds(model.config, n_random=1), tolerance_m=0.0)
 
 
 def test_parity_check_fails_on_perturbed_weights(exported, tmp_path):
@@ -106,7 +105,7 @@ def test_parity_check_fails_on_perturbed_weights(exported, tmp_path):
     bad = tmp_path / "perturbed.onnx"
     onnx.save(graph, str(bad))
     with pytest.raises(ExportCheckError):
-        onnx_parity(model, bad, sample_inputs(model.config), tolerance_m=1e-3)
+        check_forward(model, bad, probe_feeds(model.config), tolerance_m=1e-3)
 
 
 def test_graph_check_fails_on_tampered_metadata(exported, tmp_path):
@@ -128,6 +127,10 @@ def test_failed_export_removes_its_files(tmp_path):
     out = tmp_path / "model.onnx"
     with pytest.raises(ExportCheckError):
         export_and_check(model, out, tolerance_m=0.0)
+    assert not out.exists() and not sidecar_path(out).exists()
+    # the runtime exporter checks its own graph against torch (check_forward=True, timm's way)
+    with pytest.raises(ExportCheckError, match="differs from torch"):
+        export_onnx(model, out, tolerance_m=0.0)
     assert not out.exists() and not sidecar_path(out).exists()
 
 

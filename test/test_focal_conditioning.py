@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from clip_depth_ros.backends.base import preprocess
+from clip_depth_ros.backends.base import camera_inputs, preprocess
 from clip_depth_ros.backends.torch_backend import TorchBackend
 from clip_depth_ros.config import ConfigError, ModelConfig, get_model_config
 from clip_depth_ros.geometry import Intrinsics
@@ -101,16 +101,33 @@ def test_torch_backend_plain_and_fast_path_pass_the_lens(tmp_path):
     x = torch.from_numpy(preprocess(image, model.config))
     with torch.no_grad():
         ref = model.infer(x, f_net)[0, 0].numpy()
-    direct = plain.run(x, f_net)[0, 0].numpy()
+    direct = plain.predict(x.numpy(), *camera_inputs(k, image.shape[1]))
     np.testing.assert_allclose(direct, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_onnx_export_refuses_a_conditioned_model_with_a_clear_error(tmp_path):
-    from clip_depth_ros.export_onnx import export_onnx
+def test_a_conditioned_model_exports_and_onnxruntime_gives_torch_depth(tmp_path):
+    """The camera contract travels into the graph: f_px (at the image's resolution) and the
+    image width are graph inputs, so onnxruntime gives the torch backend's depth per lens."""
+    from clip_depth_ros.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from clip_depth_ros.export_onnx import CAMERA_INPUTS, INPUT_NAME, export_onnx
 
+    import onnx
     model, _ = _conditioned(tmp_path)
-    with pytest.raises(ValueError, match="focal-conditioned.*backend torch"):
-        export_onnx(model, tmp_path / "m.onnx")
+    weights = save_weights(model, tmp_path / "fc.safetensors", parts=("head", "image_encoder"))
+    with pytest.raises(ConfigError, match="overwrite"):  # fc.json is the weights' sidecar
+        export_onnx(model, tmp_path / "fc.onnx")
+    path = export_onnx(model, tmp_path / "fc_graph.onnx")  # checked against torch inside
+    assert [i.name for i in onnx.load(str(path)).graph.input] == [INPUT_NAME, *CAMERA_INPUTS]
+    runtime = OnnxRuntimeBackend(onnx_path=str(path))
+    reference = TorchBackend(None, weights=str(weights), fast_path="never")
+    image = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    results = []
+    for f_px in (0.0, 60.0, 200.0):  # unknown lens, a wide and a long one
+        k = Intrinsics(f_px, f_px, 63.5, 47.5, 128, 96) if f_px else None
+        a, b = reference.infer(image, k), runtime.infer(image, k)
+        assert np.median(np.abs(a - b) / a) < 1e-4
+        results.append(b)
+    assert not np.allclose(results[1], results[2])  # the lens reaches the graph
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import torch
 
 from clip_depth_ros.backends import create_backend
 from clip_depth_ros.colorize import colorize_depth
-from clip_depth_ros.geometry import Intrinsics
+from clip_depth_ros.geometry import Intrinsics, unpack_rgb
 from clip_depth_ros.pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings, RollingStats
 
 H, W = 60, 80
@@ -34,9 +34,10 @@ def test_depth_only_when_nothing_wanted(backend):
     result = DepthPipeline(backend).process(image, _intrinsics())
     assert result.depth_m.shape == (H, W) and result.depth_m.dtype == np.float32
     np.testing.assert_array_equal(result.depth_m, backend.infer(image))
-    assert result.points_xyz is None and result.points_rgb is None
+    assert result.cloud is None and result.points_xyz is None
     assert result.colored_bgr is None
-    assert set(result.timings_ms) == {"inference"} and result.timings_ms["inference"] >= 0
+    assert set(result.timings_ms) == {"preprocess", "model", "postprocess"}
+    assert min(result.timings_ms.values()) >= 0
 
 
 @pytest.mark.parametrize("intrinsics", [None, Intrinsics(0.0, 0.0, 0.0, 0.0, W, H),
@@ -45,7 +46,7 @@ def test_depth_only_when_nothing_wanted(backend):
 def test_no_points_without_valid_intrinsics(backend, intrinsics):
     result = DepthPipeline(backend).process(_image(), intrinsics, want_points=True,
                                             want_rgb=True)
-    assert result.points_xyz is None and result.points_rgb is None
+    assert result.cloud is None and result.points_xyz is None
     assert result.intrinsics is None
     assert result.depth_m.shape == (H, W)
 
@@ -72,7 +73,7 @@ def test_points_strided_with_range_limit(backend):
     zz = z[v, u]
     assert points[v, u, 0] == pytest.approx((u * stride - intr.cx) * zz / intr.fx, rel=1e-5)
     assert points[v, u, 1] == pytest.approx((v * stride - intr.cy) * zz / intr.fy, rel=1e-5)
-    assert result.points_rgb is None  # not wanted
+    assert result.cloud.shape[2] == 3  # xyz only: rgb not wanted
     assert "points" in result.timings_ms
 
 
@@ -87,9 +88,9 @@ def test_points_rgb_strided(backend):
     image = _image(seed=3)
     pipe = DepthPipeline(backend, PipelineSettings(point_stride=4))
     result = pipe.process(image, _intrinsics(), want_points=True, want_rgb=True)
-    np.testing.assert_array_equal(result.points_rgb, image[::4, ::4])
-    assert result.points_rgb.shape[:2] == result.points_xyz.shape[:2]
-    assert result.points_rgb.flags.c_contiguous
+    assert result.cloud.shape == (math.ceil(H / 4), math.ceil(W / 4), 4)
+    assert result.cloud.dtype == np.float32 and result.cloud.flags.c_contiguous
+    np.testing.assert_array_equal(unpack_rgb(result.cloud[..., 3]), image[::4, ::4])
 
 
 def test_colored_image(backend):

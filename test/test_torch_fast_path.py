@@ -18,7 +18,8 @@ from clip_depth_ros.backends.torch_backend import TorchBackend
 from clip_depth_ros.colorize import COLORMAPS, colorize_depth
 from clip_depth_ros.config import get_model_config
 from clip_depth_ros.geometry import Intrinsics, depth_to_points, pack_rgb
-from clip_depth_ros.image_codec import cloud_layout
+from clip_depth_ros.frame import FrameRequest
+from clip_depth_ros.image_codec import cloud_body, cloud_layout
 from clip_depth_ros.pipeline import DepthPipeline, PipelineSettings
 from clip_depth_ros.synthetic import demo_trajectory, random_indoor_scene, render
 from model_helpers import camera_aware_config_file
@@ -79,11 +80,10 @@ def test_device_colorize_rejects_bad_ranges_and_names():
 
 def test_preprocess_uint8_normalises_with_the_config_mean_and_std():
     cfg = get_model_config("tiny-mirror")
-    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255.0
-    inv_std = 1.0 / (torch.tensor(cfg.std).view(1, 3, 1, 1) * 255.0)
+    scale, offset = (torch.from_numpy(a).view(1, 3, 1, 1) for a in cfg.uint8_normalization())
     h, w = cfg.input_hw
     image = np.full((h, w, 3), (10, 128, 250), dtype=np.uint8)
-    x = torch_ops.preprocess_uint8(torch.from_numpy(image), cfg.input_hw, mean, inv_std,
+    x = torch_ops.preprocess_uint8(torch.from_numpy(image), cfg.input_hw, scale, offset,
                                    torch.float32)
     assert x.shape == (1, 3, h, w)
     expected = (np.array([10, 128, 250]) / 255.0 - np.array(cfg.mean)) / np.array(cfg.std)
@@ -100,7 +100,7 @@ def backends():
 
 def test_fast_path_depth_matches_the_plain_path(backends, room):
     plain, fast = backends
-    assert fast.device_outputs and not plain.device_outputs
+    assert fast.fast_path and not plain.fast_path
     assert not fast.cuda_graphs  # graphs are CUDA-only
     a, b = plain.infer(room, K), fast.infer(room, K)
     assert b.shape == a.shape == room.shape[:2] and b.dtype == np.float32
@@ -134,9 +134,9 @@ def test_fast_pipeline_outputs_equal_numpy_outputs_of_the_same_depth(backends, r
     np.testing.assert_array_equal(result.colored_bgr, colorize_depth(depth, lo, hi, "viridis"))
     expected = depth_to_points(depth, K, 2, 4.0)
     np.testing.assert_array_equal(result.points_xyz, expected)
-    body, names = cloud_layout(*result.cloud_parts())
+    body, names = cloud_layout(result.cloud)
     assert names == ["x", "y", "z", "rgb"] and body.shape == (120, 160, 4)
-    reference, _ = cloud_layout(expected, np.ascontiguousarray(room[::2, ::2]))
+    reference = cloud_body(expected, np.ascontiguousarray(room[::2, ::2]))
     assert np.array_equal(body.view(np.uint32), reference.view(np.uint32))
     assert set(result.timings_ms) == {"inference"}
 
@@ -144,8 +144,8 @@ def test_fast_pipeline_outputs_equal_numpy_outputs_of_the_same_depth(backends, r
 def test_fast_pipeline_without_intrinsics_or_points_gives_depth_only(backends, room):
     _, fast = backends
     result = DepthPipeline(fast).process(room, None, want_points=True)
-    assert result.cloud_body is None and result.points_xyz is None
-    assert result.cloud_parts() is None and result.colored_bgr is None
+    assert result.cloud is None and result.points_xyz is None
+    assert result.colored_bgr is None and result.intrinsics is None
 
 
 def test_fast_path_applies_the_camera_aware_scale(room, tmp_path):
@@ -171,12 +171,13 @@ def test_bad_requests_are_refused_with_reasons(backends, room):
     _, fast = backends
     with pytest.raises(ValueError, match="uint8"):
         fast.infer(room.astype(np.float32), K)
-    with pytest.raises(ValueError, match="valid intrinsics"):
-        fast.infer_with_outputs(room, None, points=True)
+    # points without intrinsics: no cloud, exactly as on the host path (one contract)
+    for backend in backends:
+        assert backend.infer_frame(room, None, FrameRequest(points=True)).cloud is None
     with pytest.raises(ValueError, match="describe a 640x480"):
-        fast.infer_with_outputs(room, K.scaled_to(640, 480), points=True)
+        fast.infer_frame(room, K.scaled_to(640, 480), FrameRequest(points=True))
     with pytest.raises(ValueError, match="stride"):
-        fast.infer_with_outputs(room, K, points=True, stride=0)
+        fast.infer_frame(room, K, FrameRequest(points=True, point_stride=0))
     with pytest.raises(ValueError, match="fast_path"):
         TorchBackend("tiny-mirror", fast_path="maybe")
 
@@ -201,10 +202,10 @@ def test_cuda_graph_replay_matches_eager_and_follows_new_inputs(room, precision)
 @needs_cuda
 def test_cuda_outputs_match_the_numpy_outputs(room):
     backend = TorchBackend(None, weights="demo-mirror", device="cuda")
-    out = backend.infer_with_outputs(room, K, points=True, stride=1, rgb=True,
-                                     colored=(0.5, 8.0, "turbo"))
+    out = backend.infer_frame(room, K, FrameRequest(points=True, points_rgb=True, colored=True,
+                                                    display_range_m=(0.5, 8.0)))
     expected = depth_to_points(out.depth_m, K)
-    np.testing.assert_allclose(out.cloud_body[..., :3], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out.cloud[..., :3], expected, rtol=1e-6, atol=1e-6)
     levels_equal = out.colored_bgr == colorize_depth(out.depth_m, 0.5, 8.0, "turbo")
     assert levels_equal.mean() > 0.999  # FMA contraction may move a rare boundary level
 

@@ -279,8 +279,8 @@ def patch_crop_cosine(model_or_encoder: nn.Module, images: Union[torch.Tensor, n
 # ---------------------------------------------------------------------------- training
 def build_clip(config: ModelConfig, backbone_weights: Optional[str]) -> nn.Module:
     """The full open_clip model the depth models would get (tag, weights file or random)."""
-    from clip_depth_ros.model.factory import _build_clip  # the one backbone loader
-    return _build_clip(config, backbone_weights)
+    from clip_depth_ros.model.factory import _build_clip, backbone_source  # the one loader
+    return _build_clip(config, backbone_source(config, {}, backbone_weights))
 
 
 def frozen_teacher(visual: nn.Module) -> nn.Module:

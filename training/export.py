@@ -20,61 +20,14 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from clip_depth_ros.backends.base import normalize_nchw, resize_to_input
 from clip_depth_ros.config import ModelConfig
-from clip_depth_ros.export_onnx import (DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME,
-                                        config_from_metadata, export_onnx, graph_summary,
-                                        sidecar_path)
-from clip_depth_ros.geometry import Intrinsics
+from clip_depth_ros.export_onnx import (DEFAULT_OPSET, DEFAULT_TOLERANCE_M, INPUT_NAME,
+                                        OUTPUT_NAME, ExportCheckError, check_forward,
+                                        config_from_metadata, export_onnx, graph_inputs,
+                                        graph_summary, probe_feeds, sidecar_path)
 from clip_depth_ros.model import create_model
 
-DEFAULT_TOLERANCE_M = 1e-3
-
-
-class ExportCheckError(RuntimeError):
-    """The exported graph does not match torch or the export contract."""
-
-
-def sample_inputs(config: ModelConfig, n_random: int = 3, synthetic: bool = True,
-                  seed: int = 0) -> list[np.ndarray]:
-    """Normalised 1x3xHxW batches: random uint8 images and a rendered synthetic room."""
-    height, width = config.input_hw
-    rng = np.random.default_rng(seed)
-    images = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n_random)]
-    if synthetic:
-        from clip_depth_ros.synthetic import demo_trajectory, random_indoor_scene, render
-        scene = random_indoor_scene(seed)
-        f_px = config.canonical_focal_px
-        intrinsics = Intrinsics(f_px, f_px, (width - 1) / 2, (height - 1) / 2, width, height)
-        rgb, _ = render(scene, demo_trajectory(scene, 1)[0], intrinsics)
-        images.append(resize_to_input(rgb, config))
-    return [normalize_nchw(image, config) for image in images]
-
-
-def onnx_parity(model: torch.nn.Module, onnx_path: Path, inputs: Sequence[np.ndarray],
-                tolerance_m: float = DEFAULT_TOLERANCE_M) -> float:
-    """Max |depth_onnxruntime - depth_torch| in metres over ``inputs``; raises
-    :class:`ExportCheckError` above ``tolerance_m`` (or on NaN)."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    device = next(model.parameters()).device
-    max_diff = 0.0
-    for batch in inputs:
-        with torch.no_grad():
-            expected = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-        if got.shape != expected.shape:
-            raise ExportCheckError(f"onnxruntime output {got.shape} != torch {expected.shape}")
-        diff = float(np.max(np.abs(got.astype(np.float64) - expected)))
-        max_diff = diff if not np.isfinite(diff) else max(max_diff, diff)
-        if not np.isfinite(max_diff):
-            break
-    if not max_diff <= tolerance_m:  # also catches NaN
-        raise ExportCheckError(f"{onnx_path}: onnxruntime differs from torch by {max_diff:.3g} m "
-                               f"(tolerance {tolerance_m:.3g} m)")
-    return max_diff
+__all__ = ["ExportCheckError", "check_graph", "export_and_check", "main"]
 
 
 def _text_tower_params(config: ModelConfig) -> tuple[int, tuple[int, int]]:
@@ -98,8 +51,10 @@ def check_graph(model: torch.nn.Module, onnx_path: Path, opset: int) -> dict[str
     problems = []
     if summary["opset"] < max(17, opset):
         problems.append(f"opset {summary['opset']} < {max(17, opset)}")
-    if summary["inputs"] != {INPUT_NAME: [1, 3, height, width]}:
-        problems.append(f"inputs {summary['inputs']} != {INPUT_NAME} [1, 3, {height}, {width}]")
+    expected_inputs = {name: [1] for name in graph_inputs(config)}
+    expected_inputs[INPUT_NAME] = [1, 3, height, width]
+    if summary["inputs"] != expected_inputs:
+        problems.append(f"inputs {summary['inputs']} != {expected_inputs}")
     if summary["outputs"] != {OUTPUT_NAME: [1, 1, height, width]}:
         problems.append(f"outputs {summary['outputs']} != {OUTPUT_NAME} [1, 1, {height}, {width}]")
     if config_from_metadata(summary["metadata"]) != config:
@@ -127,19 +82,20 @@ def check_graph(model: torch.nn.Module, onnx_path: Path, opset: int) -> dict[str
 
 def export_and_check(model: torch.nn.Module, out: Path, opset: int = DEFAULT_OPSET,
                      tolerance_m: float = DEFAULT_TOLERANCE_M,
-                     inputs: Optional[Sequence[np.ndarray]] = None) -> dict[str, Any]:
-    """Export, check the graph and the onnxruntime/torch parity; on failure remove the files
-    and raise :class:`ExportCheckError`.  Returns the report."""
-    path = export_onnx(model, out, opset)
+                     feeds: Optional[Sequence[dict[str, np.ndarray]]] = None) -> dict[str, Any]:
+    """Export (the exporter checks onnxruntime against torch on its probe feeds), then check
+    the graph's shape and size and, given ``feeds``, parity on them too; on failure remove the
+    files and raise :class:`ExportCheckError`.  Returns the report."""
+    path = export_onnx(model, out, opset, check=True, tolerance_m=tolerance_m)
+    feeds = list(probe_feeds(model.config) if feeds is None else feeds)
     try:
         report = check_graph(model, path, opset)
-        inputs = sample_inputs(model.config) if inputs is None else inputs
-        report["max_abs_diff_m"] = onnx_parity(model, path, inputs, tolerance_m)
+        report["max_abs_diff_m"] = check_forward(model, path, feeds, tolerance_m)
     except Exception:
         path.unlink(missing_ok=True)
         sidecar_path(path).unlink(missing_ok=True)
         raise
-    report.update(onnx=str(path), sidecar=str(sidecar_path(path)), samples=len(inputs),
+    report.update(onnx=str(path), sidecar=str(sidecar_path(path)), samples=len(feeds),
                   tolerance_m=tolerance_m)
     return report
 

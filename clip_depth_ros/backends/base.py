@@ -1,19 +1,27 @@
-"""The backend contract: uint8 RGB image (+ intrinsics) in, float32 metric depth out.
+"""The backend contract: one uint8 RGB frame (+ intrinsics, + a request) in, FrameOutputs out.
 
-Every backend (torch, onnxruntime, tensorrt) returns depth in metres at the INPUT image's
-resolution, clamped to the model's range, with the camera-aware scale applied when the model
-asks for it and intrinsics are given.  Shared numpy pre/post-processing lives here so the
-backends differ only in how they run the network.
+Every backend (torch, onnxruntime, tensorrt) answers :meth:`DepthBackend.infer_frame` with
+depth in metres at the INPUT image's resolution (the model's camera contract applied inside
+the network: ``DepthModel.infer`` and every exported graph take the focal length), and the
+requested point-cloud body and colorized depth.  :class:`HostFrameBackend` is the numpy way
+shared by torch-eager, onnxruntime and TensorRT: they only implement :meth:`predict`; the
+torch device path overrides :meth:`infer_frame` as a whole.
 """
 from __future__ import annotations
 
+import time
 from typing import Optional, Protocol, runtime_checkable
 
-import cv2
 import numpy as np
 
 from ..config import ModelConfig
+from ..errors import ConfigError
+from ..frame import FrameOutputs, FrameRequest, host_outputs
 from ..geometry import Intrinsics
+from ..preprocessing import (camera_inputs, check_image, normalize_nchw,  # noqa: F401
+                             preprocess, resize_back, resize_to_input)
+
+DEFAULT_REQUEST = FrameRequest()
 
 
 @runtime_checkable
@@ -22,10 +30,12 @@ class DepthBackend(Protocol):
 
     name: str
     config: ModelConfig
+    precisions: tuple[str, ...]  # what this backend can run, first = its default
 
-    def infer(self, image_rgb: np.ndarray,
-              intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
-        """Depth (H, W) float32 metres for an (H, W, 3) uint8 RGB image."""
+    def infer_frame(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
+                    request: FrameRequest = DEFAULT_REQUEST) -> FrameOutputs:
+        """Depth (and what ``request`` asks for) for an (H, W, 3) uint8 RGB image; the
+        intrinsics, when given, must describe the image."""
 
     def describe(self) -> dict[str, str]:
         """Backend, device, precision, model and input size, for logs and diagnostics."""
@@ -34,52 +44,55 @@ class DepthBackend(Protocol):
         """Free the model / engine / device memory."""
 
 
-def check_image(image_rgb: np.ndarray) -> None:
-    """Reject anything but a non-empty (H, W, 3) uint8 array, with a clear message."""
-    if not isinstance(image_rgb, np.ndarray) or image_rgb.dtype != np.uint8 \
-            or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-        shape = getattr(image_rgb, "shape", None)
-        dtype = getattr(image_rgb, "dtype", type(image_rgb).__name__)
-        raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got shape {shape} {dtype}")
-    if image_rgb.shape[0] == 0 or image_rgb.shape[1] == 0:
-        raise ValueError(f"empty image of shape {image_rgb.shape}")
+def check_precision(backend: str, precision: str, precisions: tuple[str, ...]) -> None:
+    """Refuse a precision the backend does not declare (one error type, one wording)."""
+    if precision not in precisions:
+        raise ConfigError(f"backend {backend} runs precision {', '.join(precisions)}, "
+                          f"not '{precision}'")
 
 
-def resize_to_input(image_rgb: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """Resize to the model input size (area filter when shrinking, bilinear when growing)."""
-    height, width = config.input_hw
-    if image_rgb.shape[:2] == (height, width):
-        return image_rgb
-    shrink = image_rgb.shape[0] > height or image_rgb.shape[1] > width
-    return cv2.resize(image_rgb, (width, height),
-                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+def check_intrinsics(intrinsics: Optional[Intrinsics], width: int, height: int) -> None:
+    """Intrinsics given with a frame must describe that frame (the pipeline scales them)."""
+    if intrinsics is not None and (intrinsics.width, intrinsics.height) != (width, height):
+        raise ValueError(f"intrinsics describe a {intrinsics.width}x{intrinsics.height} image "
+                         f"but the image is {width}x{height}")
 
 
-def normalize_nchw(image_rgb: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """uint8 HWC RGB -> normalised float32 1x3xHxW."""
-    scale = (1.0 / (255.0 * np.asarray(config.std, np.float32)))
-    offset = -np.asarray(config.mean, np.float32) / np.asarray(config.std, np.float32)
-    chw = image_rgb.transpose(2, 0, 1).astype(np.float32)
-    return (chw * scale[:, None, None] + offset[:, None, None])[None]
+class HostFrameBackend:
+    """The numpy frame path: preprocess, :meth:`predict`, resize back, points and colours.
 
+    Subclasses set ``name``, ``precisions``, ``config``, ``device``, ``precision`` and
+    implement :meth:`predict`, :meth:`describe` and :meth:`close`.
+    """
 
-def preprocess(image_rgb: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """Check, resize and normalise an image into the model's input tensor (numpy)."""
-    check_image(image_rgb)
-    return normalize_nchw(resize_to_input(image_rgb, config), config)
+    name = "host"
+    precisions: tuple[str, ...] = ("fp32",)
+    config: ModelConfig
 
+    def predict(self, batch: np.ndarray, f_px: np.ndarray, image_width: np.ndarray) -> np.ndarray:
+        """Metric depth (h, w) float32 at the model input size for a normalised (1, 3, h, w)
+        batch and the :func:`camera_inputs` of its source image."""
+        raise NotImplementedError
 
-def model_focal_px(intrinsics: Optional[Intrinsics], config: ModelConfig) -> Optional[float]:
-    """The camera's focal length at the model input size, or None when unknown/invalid."""
-    if intrinsics is None or not intrinsics.is_valid():
-        return None
-    height, width = config.input_hw
-    return float(intrinsics.scaled_to(width, height).fx)
+    def infer_frame(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
+                    request: FrameRequest = DEFAULT_REQUEST) -> FrameOutputs:
+        """Depth (and what ``request`` asks for) for an (H, W, 3) uint8 RGB image."""
+        t0 = time.perf_counter()
+        check_image(image_rgb)
+        height, width = image_rgb.shape[:2]
+        check_intrinsics(intrinsics, width, height)
+        batch = preprocess(image_rgb, self.config)
+        t1 = time.perf_counter()
+        depth_small = self.predict(batch, *camera_inputs(intrinsics, width))
+        t2 = time.perf_counter()
+        depth = resize_back(depth_small, width, height)
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
+                   "postprocess": (t3 - t2) * 1e3}
+        usable = intrinsics if intrinsics is not None and intrinsics.is_valid() else None
+        return host_outputs(depth, image_rgb, usable, request, timings)
 
-
-def resize_back(depth_m: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Model-resolution depth -> the input image's resolution (bilinear; depth is smooth here)."""
-    depth_m = np.ascontiguousarray(depth_m, dtype=np.float32)
-    if depth_m.shape == (height, width):
-        return depth_m
-    return cv2.resize(depth_m, (width, height), interpolation=cv2.INTER_LINEAR)
+    def infer(self, image_rgb: np.ndarray,
+              intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
+        """Depth (H, W) float32 metres alone (a convenience over :meth:`infer_frame`)."""
+        return self.infer_frame(image_rgb, intrinsics).depth_m

@@ -1,41 +1,34 @@
 """What the backends that run an exported graph (onnxruntime, tensorrt) have in common.
 
-The graph computes canonical-camera depth at the model input size; the camera-aware scale,
-the clamp after it and the resize back to the image size happen here in numpy, with the
-shared pre/post-processing of :mod:`.base`.  No heavy import: subclasses bring their runtime.
+The graph is the model's ``infer``: the camera contract (focal length in, metric depth out)
+travels inside it, so these backends only feed it the frame's :func:`camera_inputs` and use
+the shared numpy frame path of :class:`HostFrameBackend`.  No heavy import: subclasses bring
+their runtime.  Imports go one way: model -> export -> backends.
 """
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from ..config import ModelConfig
-from ..geometry import Intrinsics
-from .base import model_focal_px, preprocess, resize_back
+from ..errors import ConfigError
+from ..export_onnx import (FOCAL_INPUT, INPUT_NAME, OUTPUT_NAME, WIDTH_INPUT, cached_export,
+                           graph_inputs)
+from .base import HostFrameBackend
 from .engine_cache import DEFAULT_CACHE_DIR
 
 log = logging.getLogger("clip_depth_ros")
 
 
-def apply_camera_scale(depth_m: np.ndarray, f_px: Optional[float],
-                       config: ModelConfig) -> np.ndarray:
-    """Canonical -> metric depth for a camera of focal length f_px (at the model input size),
-    clamped to the model range; unchanged when the model is not camera-aware or f_px unknown."""
-    if not config.camera_aware_scale or f_px is None:
-        return depth_m
-    scaled = depth_m * np.float32(f_px / config.canonical_focal_px)
-    return np.clip(scaled, config.min_depth, config.max_depth).astype(np.float32, copy=False)
-
-
 def resolve_onnx(onnx_path: Optional[str], model: Union[str, ModelConfig, None],
                  weights: Optional[str], backbone_weights: Optional[str],
                  cache_dir: Union[str, os.PathLike, None]) -> Path:
-    """The ONNX graph to run: ``onnx_path`` as given, else model/weights exported into
-    ``cache_dir`` (the export needs torch and onnx, not the training package)."""
+    """The ONNX graph to run: ``onnx_path`` as given, else model/weights exported (and checked
+    against torch) into ``cache_dir`` (needs torch and onnx, not the training package)."""
     if onnx_path:
         path = Path(onnx_path).expanduser()
         if not path.is_file():
@@ -45,35 +38,41 @@ def resolve_onnx(onnx_path: Optional[str], model: Union[str, ModelConfig, None],
                         path, weights)
         return path
     if not model and not weights:
-        raise ValueError("give an onnx_path, or a model name/config (and weights) to export")
-    from ..export_onnx import cached_export
+        raise ConfigError("give an onnx_path, or a model name/config (and weights) to export")
     return cached_export(model, weights, backbone_weights, cache_dir or DEFAULT_CACHE_DIR)
 
 
-class ExportedGraphBackend:
-    """infer/describe for a fixed-shape graph: image (1x3xHxW) in, depth (1x1xHxW) out.
+def check_graph_io(source: Union[str, Path], config: ModelConfig, inputs: Sequence[str],
+                   input_shape: Sequence, outputs: Sequence[str]) -> None:
+    """The graph's I/O must be the exporter's fixed-shape contract for this config."""
+    height, width = config.input_hw
+    expected = list(graph_inputs(config))
+    if list(inputs) != expected or list(outputs) != [OUTPUT_NAME] \
+            or list(input_shape) != [1, 3, height, width]:
+        raise ConfigError(f"{source}: expected inputs {expected} (image [1, 3, {height}, "
+                          f"{width}]) and output '{OUTPUT_NAME}', got {list(inputs)} -> "
+                          f"{list(outputs)} with image shape {list(input_shape)}; re-export it "
+                          "with this version (python -m training.export)")
 
-    Subclasses set ``name``, ``config``, ``device``, ``precision``, ``onnx_path`` and
-    implement :meth:`run` and :meth:`close`.
-    """
+
+def graph_feed(config: ModelConfig, batch: np.ndarray, f_px: np.ndarray,
+               image_width: np.ndarray) -> dict[str, np.ndarray]:
+    """The named inputs of a model's graph for one frame."""
+    feed = {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+    if config.camera_aware_scale:
+        feed[FOCAL_INPUT], feed[WIDTH_INPUT] = f_px, image_width
+    return feed
+
+
+class ExportedGraphBackend(HostFrameBackend):
+    """describe() for a fixed-shape graph; subclasses set ``name``, ``precisions``,
+    ``config``, ``device``, ``precision``, ``onnx_path`` and implement predict/close."""
 
     name = "exported"
     config: ModelConfig
     device: str
     precision: str
     onnx_path: Path
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Canonical depth (1, 1, h, w) float32 for a normalised (1, 3, h, w) batch."""
-        raise NotImplementedError
-
-    def infer(self, image_rgb: np.ndarray,
-              intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
-        """Depth (H, W) float32 metres for an (H, W, 3) uint8 RGB image."""
-        batch = preprocess(image_rgb, self.config)
-        depth = np.asarray(self.run(batch), dtype=np.float32)[0, 0]
-        depth = apply_camera_scale(depth, model_focal_px(intrinsics, self.config), self.config)
-        return resize_back(depth, image_rgb.shape[1], image_rgb.shape[0])
 
     def describe(self) -> dict[str, str]:
         """Backend, device, precision, model, input size and the graph file."""

@@ -11,10 +11,12 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..config import ConfigError, ModelConfig
-from ..export_onnx import INPUT_NAME, OUTPUT_NAME, config_from_metadata
+from ..config import ModelConfig
+from ..errors import BackendError, ConfigError
+from ..export_onnx import OUTPUT_NAME, config_from_metadata
+from .base import check_precision
 from .engine_cache import DEFAULT_CACHE_DIR
-from .exported import ExportedGraphBackend, resolve_onnx
+from .exported import ExportedGraphBackend, check_graph_io, graph_feed, resolve_onnx
 
 try:
     import onnxruntime as ort
@@ -29,10 +31,13 @@ PROVIDER_CHAINS = {"cpu": (CPU,), "cuda": (CUDA, CPU), "tensorrt": (TRT, CUDA, C
 
 
 def parse_device(device: str) -> tuple[str, int]:
-    """'cpu' / 'cuda' / 'cuda:N' -> (type, index)."""
+    """'auto' / 'cpu' / 'cuda' / 'cuda:N' -> (type, index); auto = cuda when this
+    onnxruntime has its CUDA provider, else cpu."""
+    if device in ("", "auto"):
+        return ("cuda" if CUDA in ort.get_available_providers() else "cpu"), 0
     kind, _, index = str(device).partition(":")
     if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
-        raise ValueError(f"device must be cpu, cuda or cuda:N, got '{device}'")
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{device}'")
     return kind, int(index or 0)
 
 
@@ -44,7 +49,7 @@ def choose_providers(providers: Union[str, Sequence[str], None], device: str,
         providers = parse_device(device)[0]
     if isinstance(providers, str):
         if providers not in PROVIDER_CHAINS:
-            raise ValueError(f"providers must be one of auto, {', '.join(PROVIDER_CHAINS)} or a "
+            raise ConfigError(f"providers must be one of auto, {', '.join(PROVIDER_CHAINS)} or a "
                              f"list of onnxruntime provider names, got '{providers}'")
         wanted = list(PROVIDER_CHAINS[providers])
     else:
@@ -56,7 +61,7 @@ def choose_providers(providers: Union[str, Sequence[str], None], device: str,
                     ", ".join(missing), ", ".join(available))
     if not chosen:
         if CPU not in available:
-            raise RuntimeError(f"none of the providers {wanted} is available: {list(available)}")
+            raise BackendError(f"none of the providers {wanted} is available: {list(available)}")
         chosen = [CPU]
     return chosen
 
@@ -65,19 +70,19 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
     """Runs an exported depth graph with onnxruntime."""
 
     name = "onnxruntime"
+    precisions = ("fp32", "fp16")  # fp16 through onnxruntime's TensorRT provider only
 
     def __init__(self, onnx_path: Optional[str] = None, model: Union[str, ModelConfig, None] = None,
                  weights: Optional[str] = None, backbone_weights: Optional[str] = None,
-                 device: str = "cpu", precision: str = "fp32",
+                 device: str = "auto", precision: str = "fp32",
                  providers: Union[str, Sequence[str], None] = None, threads: int = 0,
                  cache_dir: str = DEFAULT_CACHE_DIR):
-        _, index = parse_device(device)
+        kind, index = parse_device(device)
+        device = kind if kind == "cpu" else f"cuda:{index}"
         chain = choose_providers(providers, device, ort.get_available_providers())
-        if precision not in ("fp32", "fp16"):
-            raise ValueError(f"onnxruntime runs the fp32 graph: precision must be fp32 (or fp16 "
-                             f"through its TensorRT provider), got '{precision}'")
+        check_precision(self.name, precision, self.precisions)
         if precision == "fp16" and TRT not in chain:
-            raise ValueError("precision fp16 needs onnxruntime's TensorRT provider "
+            raise ConfigError("precision fp16 needs onnxruntime's TensorRT provider "
                              "(providers: tensorrt, with onnxruntime-gpu); use fp32 here")
         self.device, self.precision = device, precision
         self.onnx_path = resolve_onnx(onnx_path, model, weights, backbone_weights, cache_dir)
@@ -104,18 +109,15 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
     def _check_io(self) -> None:
         """The graph's I/O must be the fixed-shape contract of the exporter."""
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        height, width = self.config.input_hw
-        names = ([i.name for i in inputs], [o.name for o in outputs])
-        if names != ([INPUT_NAME], [OUTPUT_NAME]) or list(inputs[0].shape) != [1, 3, height, width]:
-            raise ConfigError(f"{self.onnx_path}: expected input '{INPUT_NAME}' [1, 3, {height}, "
-                              f"{width}] and output '{OUTPUT_NAME}', got {names} with input "
-                              f"shape {inputs[0].shape}")
+        check_graph_io(self.onnx_path, self.config, [i.name for i in inputs], inputs[0].shape,
+                       [o.name for o in outputs])
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Canonical depth (1, 1, h, w) float32 for a normalised (1, 3, h, w) batch."""
+    def predict(self, batch: np.ndarray, f_px: np.ndarray, image_width: np.ndarray) -> np.ndarray:
+        """Metric depth (h, w) float32 at the model input size (the graph is ``infer``)."""
         if self._session is None:
-            raise RuntimeError("the onnxruntime backend was closed")
-        return self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+            raise BackendError("the onnxruntime backend was closed")
+        feed = graph_feed(self.config, batch, f_px, image_width)
+        return self._session.run([OUTPUT_NAME], feed)[0][0, 0].astype(np.float32, copy=False)
 
     def describe(self) -> dict[str, str]:
         """The common fields plus the active onnxruntime providers."""

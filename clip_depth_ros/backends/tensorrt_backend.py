@@ -80,7 +80,7 @@ class TensorRTBackend(ExportedGraphBackend):
     @staticmethod
     def _resolve_device(device: str) -> torch.device:
         """The CUDA device to run on (an index always), or BackendError without one."""
-        resolved = torch.device(device)
+        resolved = torch.device("cuda" if device in ("", "auto") else device)
         if resolved.type != "cuda" or not torch.cuda.is_available():
             raise BackendError(f"the tensorrt backend needs a CUDA GPU (device '{device}', "
                                f"CUDA available: {torch.cuda.is_available()})")

@@ -1,30 +1,34 @@
-"""PyTorch backend: CPU or CUDA, fp32 / fp16 / bf16, eager or with a fast fixed-shape path.
+"""PyTorch backend: CPU or CUDA, fp32 / fp16 / bf16, the host frame path or a device path.
 
-On the CPU the default is eager torch with the shared numpy pre/post-processing.  On CUDA the
-default is the fast path (:class:`FrameRunner`): the uint8 image is copied into a pinned,
-preallocated buffer, uploaded once, resized and normalised on the GPU, run through the model
-and resized back, all into preallocated device tensors; that fixed-shape sequence is captured
-once per image size as a CUDA graph and replayed, so a frame costs one graph launch instead of
-hundreds of kernel launches.  ``compile=True`` additionally wraps the model in torch.compile.
-:meth:`TorchBackend.infer_with_outputs` also builds the point-cloud body and the colorized
-depth on the device, so the host only copies the final bytes.
+On the CPU the default is eager torch inside the shared numpy frame path
+(:class:`~.base.HostFrameBackend`: only :meth:`TorchBackend.predict` is torch).  On CUDA the
+default is the device path, which overrides ``infer_frame`` as a whole: the uint8 image is
+copied into a pinned, preallocated buffer, uploaded once, resized and normalised on the GPU,
+run through ``DepthModel.infer`` (the camera contract) and resized back, all into
+preallocated device tensors (:class:`FrameRunner`); that fixed-shape sequence is captured once
+per image size as a CUDA graph and replayed, so a frame costs one graph launch.  Points and
+the colorized depth are built on the device too, so the host only copies the final bytes.
+``compile=True`` wraps ``infer`` in torch.compile; the first frame of a size compiles, so
+:meth:`TorchBackend.warm_up` runs one at configure time.
 """
 from __future__ import annotations
 
 import logging
-import math
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from ..errors import BackendError, ConfigError
+from ..frame import FrameOutputs, FrameRequest
 from ..geometry import Intrinsics
 from ..model import create_model
 from ..model.factory import PRECISIONS
 from . import torch_ops
-from .base import check_image, model_focal_px, preprocess, resize_back
+from .base import (DEFAULT_REQUEST, HostFrameBackend, camera_inputs, check_image,
+                   check_intrinsics, check_precision)
 
 log = logging.getLogger("clip_depth_ros")
 
@@ -32,33 +36,43 @@ FAST_PATH_MODES = ("auto", "always", "never")  # not on/off: YAML reads those as
 _MAX_RUNNERS = 4  # image sizes kept captured at once (each holds its buffers and graph)
 
 
-@dataclass
-class DeviceOutputs:
-    """What :meth:`TorchBackend.infer_with_outputs` returns, all numpy on the host."""
-
-    depth_m: np.ndarray  # (H, W) float32 metres
-    cloud_body: Optional[np.ndarray] = None  # (H', W', 3 | 4) float32 PointCloud2 body
-    colored_bgr: Optional[np.ndarray] = None  # (H, W, 3) uint8
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda when torch sees a GPU, else cpu; 'cpu' / 'cuda' / 'cuda:N' as given."""
+    if device in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{device}'") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got '{device}'")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BackendError(f"device '{device}' requested but torch sees no CUDA GPU; use "
+                           "device auto or cpu")
+    return resolved
 
 
 class FrameRunner:
     """Fixed-shape frame execution for one input image size with preallocated buffers.
 
-    Holds the (pinned on CUDA) host input, the device input, the focal length for camera-aware
-    models (a device scalar, so a graph replays with each frame's value) and, once captured, a CUDA graph whose output tensor is reused every replay.  On the
-    CPU it runs the same torch sequence eagerly (used to test it without a GPU).
+    Holds the (pinned on CUDA) host input, the device input, the focal length (a device
+    scalar, so a graph replays with each frame's value; the image width is this runner's) and,
+    once captured, a CUDA graph whose output tensor is reused every replay.  On the CPU it runs
+    the same torch sequence eagerly (used to test it without a GPU).
     """
 
-    def __init__(self, backend: "TorchBackend", height: int, width: int, use_graph: bool):
-        self.backend = backend
+    def __init__(self, infer: Callable[..., torch.Tensor], input_hw: tuple[int, int],
+                 normalization: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype,
+                 device: torch.device, height: int, width: int, use_graph: bool):
+        self.infer, self.input_hw, self.dtype, self.device = infer, input_hw, dtype, device
+        self.scale, self.offset = normalization
         self.height, self.width = int(height), int(width)
-        device = backend.device
         cuda = device.type == "cuda"
         self.host_in = torch.empty((height, width, 3), dtype=torch.uint8, pin_memory=cuda)
         self.dev_in = (torch.empty((height, width, 3), dtype=torch.uint8, device=device)
                        if cuda else self.host_in)
-        self.focal_px = torch.full((), backend.config.canonical_focal_px, dtype=torch.float32,
-                                   device=device)
+        self.f_px = torch.zeros((1,), dtype=torch.float32, device=device)
+        self.image_width = torch.full((1,), float(width), dtype=torch.float32, device=device)
         self._host_out: dict[str, torch.Tensor] = {}
         self.graph = None
         self.static_out: Optional[torch.Tensor] = None
@@ -67,22 +81,22 @@ class FrameRunner:
 
     @torch.inference_mode()
     def _body(self) -> torch.Tensor:
-        b = self.backend
-        cfg = b.config
-        x = torch_ops.preprocess_uint8(self.dev_in, cfg.input_hw, b._mean, b._inv_std, b.dtype)
-        return torch_ops.resize_depth_back(b._forward(x, self.focal_px), self.height, self.width)
+        x = torch_ops.preprocess_uint8(self.dev_in, self.input_hw, self.scale, self.offset,
+                                       self.dtype)
+        depth = self.infer(x, self.f_px, self.image_width)
+        return torch_ops.resize_depth_back(depth, self.height, self.width)
 
     def _capture(self) -> None:
         """Warm up on a side stream, then capture :meth:`_body` as a CUDA graph; on failure
         (an op that cannot be captured) warn once and stay eager for this size."""
         self.dev_in.zero_()
         try:
-            side = torch.cuda.Stream(self.backend.device)
-            side.wait_stream(torch.cuda.current_stream(self.backend.device))
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(3):
                     self._body()
-            torch.cuda.current_stream(self.backend.device).wait_stream(side)
+            torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self.static_out = self._body()
@@ -92,13 +106,13 @@ class FrameRunner:
             log.warning("CUDA graph capture failed for %dx%d input (%s: %s); running eagerly",
                         self.width, self.height, type(exc).__name__, exc)
 
-    def run(self, image_rgb: np.ndarray, focal_px: float) -> torch.Tensor:
+    def execute(self, image_rgb: np.ndarray, f_px: float) -> torch.Tensor:
         """Depth (H, W) float32 on the device for this frame; reused buffer when graphed.
-        focal_px: at the model input size (the canonical one when the lens is unknown)."""
+        f_px: the focal length at the image's resolution (0 = unknown lens)."""
         self.host_in.numpy()[...] = image_rgb
         if self.dev_in is not self.host_in:
             self.dev_in.copy_(self.host_in, non_blocking=True)
-        self.focal_px.fill_(focal_px)
+        self.f_px.fill_(f_px)
         if self.graph is not None:
             self.graph.replay()
             return self.static_out
@@ -117,27 +131,27 @@ class FrameRunner:
 
     def sync(self) -> None:
         """Wait for queued copies (no-op on the CPU)."""
-        if self.backend.device.type == "cuda":
-            torch.cuda.current_stream(self.backend.device).synchronize()
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()
 
 
-class TorchBackend:
-    """Runs a :class:`DepthModel` with torch (see the module docstring for the fast path)."""
+class TorchBackend(HostFrameBackend):
+    """Runs a :class:`DepthModel` with torch (see the module docstring for the device path)."""
 
     name = "torch"
+    precisions = ("fp32", "bf16", "fp16")
 
     def __init__(self, model: Optional[str] = "tiny-mirror", weights: Optional[str] = None,
-                 backbone_weights: Optional[str] = None, device: str = "cpu",
+                 backbone_weights: Optional[str] = None, device: str = "auto",
                  precision: str = "fp32", threads: int = 0, fast_path: str = "auto",
                  cuda_graphs: bool = True, compile: bool = False):
-        if precision not in PRECISIONS:  # before PRECISIONS[...]: a clear error, not KeyError
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
+        check_precision(self.name, precision, self.precisions)
         if fast_path not in FAST_PATH_MODES:
-            raise ValueError(f"fast_path must be one of {FAST_PATH_MODES}, got '{fast_path}'")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch sees no CUDA GPU")
-        if self.device.type == "cpu" and precision == "fp16":
+            raise ConfigError(f"fast_path must be one of {', '.join(FAST_PATH_MODES)}, got "
+                              f"'{fast_path}'")
+        self.device = resolve_device(device)
+        cuda = self.device.type == "cuda"
+        if not cuda and precision == "fp16":
             log.warning("fp16 on the CPU is slow and poorly supported; use fp32 or bf16")
         if threads > 0:
             torch.set_num_threads(threads)
@@ -147,36 +161,29 @@ class TorchBackend:
                                   backbone_weights=backbone_weights, device=self.device,
                                   precision=precision)
         self.config = self.model.config
-        cfg = self.config
-        self._mean = torch.tensor(cfg.mean, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._inv_std = 1.0 / (torch.tensor(cfg.std, device=self.device).view(1, 3, 1, 1) * 255.0)
-        cuda = self.device.type == "cuda"
-        # fast path: preallocated buffers + device pre/post (+ CUDA graphs on CUDA)
+        scale, offset = self.config.uint8_normalization()
+        self._normalization = (torch.from_numpy(scale).to(self.device).view(1, 3, 1, 1),
+                               torch.from_numpy(offset).to(self.device).view(1, 3, 1, 1))
+        # device path: preallocated buffers + device pre/post (+ CUDA graphs on CUDA)
         self.fast_path = fast_path == "always" or (fast_path == "auto" and cuda)
         self.cuda_graphs = bool(cuda_graphs) and cuda and self.fast_path
         self.compiled = bool(compile)
-        # DepthModel.infer: the network plus the camera-aware scale (and focal conditioning)
-        self._forward: Callable[..., torch.Tensor] = self.model.infer
+        # DepthModel.infer: the network plus the camera contract (focal length in)
+        self._infer: Callable[..., torch.Tensor] = self.model.infer
         if self.compiled:
             # fixed shapes: no dynamic-shape guards; the first frame of each size compiles
-            self._forward = torch.compile(self.model.infer, dynamic=False)
+            self._infer = torch.compile(self.model.infer, dynamic=False)
         self._runners: OrderedDict[tuple[int, int], FrameRunner] = OrderedDict()
         self._rays: OrderedDict[tuple[Intrinsics, int], tuple[torch.Tensor, torch.Tensor]] = \
             OrderedDict()
         self._luts: dict[str, torch.Tensor] = {}
-
-    @property
-    def device_outputs(self) -> bool:
-        """Whether :meth:`infer_with_outputs` builds points / colours on the device (the fast
-        path); the pipeline then lets the backend do them."""
-        return self.fast_path
 
     def describe(self) -> dict[str, str]:
         """Backend, device, precision, model, input size and execution mode."""
         height, width = self.config.input_hw
         mode = "eager"
         if self.fast_path:
-            mode = "static buffers" + (" + CUDA graphs" if self.cuda_graphs else "")
+            mode = "device path" + (" + CUDA graphs" if self.cuda_graphs else "")
         if self.compiled:
             mode += " + torch.compile"
         return {"backend": self.name, "device": str(self.device), "precision": self.precision,
@@ -184,54 +191,40 @@ class TorchBackend:
                 "backbone": self.config.backbone.name, "input_size": f"{width}x{height}",
                 "mode": mode}
 
-    def preprocess(self, image_rgb: np.ndarray) -> torch.Tensor:
-        """uint8 HxWx3 RGB -> normalised 1x3xhxw tensor on the device, in the model dtype."""
-        if self.device.type == "cpu":
-            return torch.from_numpy(preprocess(image_rgb, self.config)).to(self.dtype)
-        check_image(image_rgb)
-        x = torch.from_numpy(image_rgb).to(self.device, non_blocking=True)
-        return torch_ops.preprocess_uint8(x, self.config.input_hw, self._mean, self._inv_std,
-                                          self.dtype)
-
     @torch.inference_mode()
-    def run(self, batch: torch.Tensor, f_px: Optional[float] = None) -> torch.Tensor:
-        """Model-resolution metric depth (1, 1, h, w) float32 on the device; f_px is the
-        focal length at the model input size (used by camera-aware models)."""
-        # a tensor, not a float: torch.compile would specialise on every focal length
-        focal = None if f_px is None else torch.tensor(f_px, device=self.device)
-        return self._forward(batch, focal).float()
+    def predict(self, batch: np.ndarray, f_px: np.ndarray, image_width: np.ndarray) -> np.ndarray:
+        """Metric depth (h, w) float32 at the model input size (``DepthModel.infer``)."""
+        x = torch.from_numpy(batch).to(self.device, self.dtype)
+        # tensors, not floats: torch.compile would specialise on every focal length
+        depth = self._infer(x, torch.from_numpy(f_px).to(self.device),
+                            torch.from_numpy(image_width).to(self.device))
+        return depth[0, 0].float().cpu().numpy()
 
-    @torch.inference_mode()
-    def postprocess(self, depth: torch.Tensor, width: int, height: int) -> np.ndarray:
-        """Depth at the image resolution as a float32 numpy array."""
-        if self.device.type == "cpu":
-            return resize_back(depth[0, 0].numpy(), width, height)
-        return torch_ops.resize_depth_back(depth, height, width).cpu().numpy()
+    def warm_up(self, width: int = 640, height: int = 480) -> float:
+        """Run one frame of this size (compiles / captures it before any real frame arrives);
+        returns the seconds it took."""
+        start = time.perf_counter()
+        self.infer_frame(np.zeros((height, width, 3), np.uint8))
+        return time.perf_counter() - start
+
+    def infer_frame(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
+                    request: FrameRequest = DEFAULT_REQUEST) -> FrameOutputs:
+        """The host path on the CPU by default; the device path when ``fast_path`` is on."""
+        if not self.fast_path:
+            return super().infer_frame(image_rgb, intrinsics, request)
+        return self._device_frame(image_rgb, intrinsics, request)
 
     def _runner(self, height: int, width: int) -> FrameRunner:
         key = (height, width)
         runner = self._runners.get(key)
         if runner is None:
-            runner = FrameRunner(self, height, width, self.cuda_graphs)
+            runner = FrameRunner(self._infer, self.config.input_hw, self._normalization,
+                                 self.dtype, self.device, height, width, self.cuda_graphs)
             self._runners[key] = runner
             while len(self._runners) > _MAX_RUNNERS:
                 self._runners.popitem(last=False)
         self._runners.move_to_end(key)
         return runner
-
-    def _focal(self, intrinsics: Optional[Intrinsics]) -> float:
-        """The focal length at the model input; the canonical one (scale 1) when unknown."""
-        f_px = model_focal_px(intrinsics, self.config)
-        return self.config.canonical_focal_px if f_px is None else f_px
-
-    def infer(self, image_rgb: np.ndarray,
-              intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
-        """Depth (H, W) float32 metres for an (H, W, 3) uint8 RGB image."""
-        if self.fast_path:
-            return self.infer_with_outputs(image_rgb, intrinsics).depth_m
-        batch = self.preprocess(image_rgb)
-        depth = self.run(batch, model_focal_px(intrinsics, self.config))
-        return self.postprocess(depth, image_rgb.shape[1], image_rgb.shape[0])
 
     def _rays_for(self, intrinsics: Intrinsics, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
         key = (intrinsics, stride)
@@ -249,43 +242,36 @@ class TorchBackend:
         return self._luts[colormap]
 
     @torch.inference_mode()
-    def infer_with_outputs(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
-                           points: bool = False, stride: int = 1, max_range: float = math.inf,
-                           rgb: bool = False,
-                           colored: Optional[tuple[float, float, str]] = None) -> DeviceOutputs:
-        """Depth, and on request the point-cloud body and colorized depth, built on the device.
-
-        ``intrinsics`` must describe ``image_rgb`` (points need them valid); ``colored`` is
-        (display min m, display max m, colormap).  Same results as the numpy pipeline.
-        """
+    def _device_frame(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics],
+                      request: FrameRequest) -> FrameOutputs:
+        """Depth, and on request the point-cloud body and colorized depth, built on the
+        device (same results as the host path; one timing, 'inference', covers it all)."""
+        t0 = time.perf_counter()
         check_image(image_rgb)
-        if stride < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
         height, width = image_rgb.shape[:2]
+        check_intrinsics(intrinsics, width, height)
+        usable = intrinsics if intrinsics is not None and intrinsics.is_valid() else None
         runner = self._runner(height, width)
-        depth = runner.run(image_rgb, self._focal(intrinsics))
+        depth = runner.execute(image_rgb, float(camera_inputs(usable, width)[0][0]))
         host_depth = runner.start_download("depth", depth)
         host_cloud = host_colored = None
-        if points:
-            if intrinsics is None or not intrinsics.is_valid():
-                raise ValueError("points need valid intrinsics")
-            if (intrinsics.width, intrinsics.height) != (width, height):
-                raise ValueError(f"intrinsics describe a {intrinsics.width}x{intrinsics.height} "
-                                 f"image but the image is {width}x{height}")
-            body = torch_ops.cloud_body_torch(depth, self._rays_for(intrinsics, int(stride)),
-                                              int(stride), max_range,
-                                              runner.dev_in if rgb else None)
+        if request.points and usable is not None:
+            stride = int(request.point_stride)
+            body = torch_ops.cloud_body_torch(depth, self._rays_for(usable, stride), stride,
+                                              request.max_range_m,
+                                              runner.dev_in if request.points_rgb else None)
             host_cloud = runner.start_download("cloud", body)
-        if colored is not None:
-            lo, hi, colormap = colored
-            bgr = torch_ops.colorize_torch(depth, lo, hi, self._lut(colormap))
+        if request.colored:
+            lo, hi = request.display_range_m
+            bgr = torch_ops.colorize_torch(depth, lo, hi, self._lut(request.colormap))
             host_colored = runner.start_download("colored", bgr)
         runner.sync()
         # copies: the pinned / graph-owned buffers are reused by the next frame
-        return DeviceOutputs(
-            depth_m=host_depth.numpy().copy(),
-            cloud_body=None if host_cloud is None else host_cloud.numpy().copy(),
-            colored_bgr=None if host_colored is None else host_colored.numpy().copy())
+        return FrameOutputs(
+            depth_m=host_depth.numpy().copy(), intrinsics=usable,
+            cloud=None if host_cloud is None else host_cloud.numpy().copy(),
+            colored_bgr=None if host_colored is None else host_colored.numpy().copy(),
+            timings_ms={"inference": (time.perf_counter() - t0) * 1e3})
 
     def close(self) -> None:
         """Drop the model, graphs and buffers and release cached device memory."""
@@ -293,6 +279,6 @@ class TorchBackend:
         self._rays.clear()
         self._luts.clear()
         self.model = None
-        self._forward = None
+        self._infer = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

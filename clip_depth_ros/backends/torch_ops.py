@@ -1,6 +1,6 @@
 """The frame pipeline's pre/post-processing as torch ops, for running it all on the GPU.
 
-Each function mirrors a numpy/OpenCV one (``base.preprocess``, ``geometry.depth_to_points``,
+Each function mirrors a numpy/OpenCV one (``preprocessing.preprocess``, ``geometry.depth_to_points``,
 ``geometry.pack_rgb``, ``colorize.colorize_depth``) with the same conventions, so a CUDA
 backend can keep the frame on the device from the uint8 upload to the final message bytes:
 the host then only copies out the depth image, the point-cloud body (already in the
@@ -21,20 +21,20 @@ from ..colorize import COLORMAPS
 from ..geometry import Intrinsics, ray_grid
 
 
-def preprocess_uint8(image_hwc: torch.Tensor, input_hw: tuple[int, int], mean_255: torch.Tensor,
-                     inv_std_255: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def preprocess_uint8(image_hwc: torch.Tensor, input_hw: tuple[int, int], scale: torch.Tensor,
+                     offset: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """uint8 (H, W, 3) RGB on the device -> normalised (1, 3, h, w) in ``dtype``.
 
     Resizes with antialiased bilinear when shrinking (the GPU counterpart of OpenCV's area
-    filter) and plain bilinear when growing.  ``mean_255`` / ``inv_std_255`` are (1, 3, 1, 1)
-    float32: the config's mean * 255 and 1 / (std * 255).
+    filter) and plain bilinear when growing.  ``scale`` / ``offset`` are (1, 3, 1, 1) float32
+    from ``ModelConfig.uint8_normalization`` (normalised = uint8 * scale + offset).
     """
     height, width = input_hw
     x = image_hwc.permute(2, 0, 1).unsqueeze(0).float()
     if x.shape[-2:] != (height, width):
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
                           antialias=x.shape[-2] > height or x.shape[-1] > width)
-    return ((x - mean_255) * inv_std_255).to(dtype)
+    return (x * scale + offset).to(dtype)
 
 
 def resize_depth_back(depth: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -139,16 +139,27 @@ class DepthModel(nn.Module):
                                   align_corners=False)
         return depth.clamp(self.config.min_depth, self.config.max_depth)
 
-    def infer(self, image: torch.Tensor,
-              f_px: Union[float, torch.Tensor, None] = None) -> torch.Tensor:
-        """Metric depth (B, 1, H, W); f_px is the focal length at the model input size.
+    def infer(self, image: torch.Tensor, f_px: Union[float, torch.Tensor, None] = None,
+              image_width: Union[float, torch.Tensor, None] = None) -> torch.Tensor:
+        """Metric depth (B, 1, H, W) for a normalised image batch: the one camera contract.
 
-        With ``camera_aware_scale`` on and f_px known, depth = canonical * f_px / canonical_f.
+        f_px is the camera's focal length in pixels *at the source image's resolution* (as in
+        CameraInfo) and image_width that image's width; the conversion to the model input size
+        happens here, inside every exported graph too (``image_width`` None: f_px is already
+        at the model input size).  f_px None or <= 0 means an unknown lens: the canonical
+        camera.  With ``camera_aware_scale`` on, depth = canonical * f_model / canonical_f
+        (a focal-conditioned decoder also reads that ratio); otherwise f_px is ignored.
         """
         if not self.config.camera_aware_scale or f_px is None:
             return self.forward(image)
-        scale = torch.as_tensor(f_px, dtype=torch.float32, device=image.device) \
-            / self.config.canonical_focal_px
+        focal = torch.as_tensor(f_px, dtype=torch.float32, device=image.device).reshape(-1)
+        if image_width is not None:
+            width = torch.as_tensor(image_width, dtype=torch.float32,
+                                    device=image.device).reshape(-1)
+            focal = focal * (float(image.shape[-1]) / width.clamp_min(1.0))
+        known = focal > 0
+        scale = torch.where(known, focal / self.config.canonical_focal_px,
+                            torch.ones_like(focal))
         canonical = self.forward(image, scale)
         depth = canonical * scale.to(canonical.dtype).reshape(-1, 1, 1, 1)
         return depth.clamp(self.config.min_depth, self.config.max_depth)

@@ -73,12 +73,22 @@ def resolve_config(name: Union[str, ModelConfig, None], weights: Optional[str],
     return recorded
 
 
-def _build_clip(config: ModelConfig, backbone_weights: Optional[str],
+def backbone_source(config: ModelConfig, sidecar: Mapping[str, Any],
+                    backbone_weights: Optional[str]) -> Optional[str]:
+    """Where the backbone's weights come from, exactly as :func:`create_model` loads them:
+    the caller's choice, else the tag or file the trained parts were trained on (their
+    sidecar), else the config's own tag; None / "random" = random init.  Export caches key
+    on this, so a changed backbone never serves a stale graph."""
+    if backbone_weights is None:
+        backbone_weights = sidecar.get("metadata", {}).get("backbone_weights")
+    return config.backbone.pretrained if backbone_weights is None else backbone_weights
+
+
+def _build_clip(config: ModelConfig, source: Optional[str],
                 image_tower_in_weights: bool = False) -> torch.nn.Module:
     """The open_clip model with backbone weights from a tag, a local file, or random init
     (expected, and not warned about, when the trained parts include the image tower)."""
     open_clip = _open_clip()
-    source = config.backbone.pretrained if backbone_weights is None else backbone_weights
     is_file = bool(source) and (Path(source).suffix in _WEIGHT_SUFFIXES or os.path.exists(source))
     tag = None if (not source or is_file or source == RANDOM_BACKBONE) else source
     if config.backbone.name not in open_clip.list_models():
@@ -121,10 +131,8 @@ def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[s
     sidecar = read_sidecar(weights) if weights else {}
     config = resolve_config(name, weights, sidecar or None)
     parts = sidecar.get("parts", [])
-    if backbone_weights is None:
-        # the backbone the parts were trained on (a tag or file), unless the caller says otherwise
-        backbone_weights = sidecar.get("metadata", {}).get("backbone_weights")
-    clip = _build_clip(config, backbone_weights, "image_encoder" in parts)
+    clip = _build_clip(config, backbone_source(config, sidecar, backbone_weights),
+                       "image_encoder" in parts)
     tokenizer = _open_clip().get_tokenizer(config.backbone.name)
     # Order matters for "moa" and LoRA: the backbone weights are in (original CLIP keys),
     # DepthModel inserts the adapters, then load_weights can restore trained adapters.

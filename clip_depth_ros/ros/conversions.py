@@ -78,14 +78,14 @@ def rgb8_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header: Header | None
     return msg
 
 
-def points_to_pointcloud2(points_xyz: np.ndarray, header: Header,
-                          rgb: np.ndarray | None = None) -> PointCloud2:
-    """Build a PointCloud2 (x, y, z float32, + packed 0x00RRGGBB rgb float32) from HxWx3 points.
+def points_to_pointcloud2(body: np.ndarray, header: Header) -> PointCloud2:
+    """Build a PointCloud2 (x, y, z float32, + packed 0x00RRGGBB rgb float32) from a cloud
+    body (``FrameOutputs.cloud``, ``frame.cloud_body``).
 
-    An HxWx3 input gives an organized cloud; an Nx3 input gives a 1xN cloud.  NaN marks
+    An HxWxC input gives an organized cloud; an NxC input gives a 1xN cloud.  NaN marks
     invalid points, so ``is_dense`` is False.
     """
-    cloud, names = cloud_layout(points_xyz, rgb)
+    cloud, names = cloud_layout(body)
     height, width = cloud.shape[:2]
     msg = _new_message(PointCloud2)
     msg.header = header
@@ -116,3 +116,23 @@ def intrinsics_to_camera_info(intrinsics: Intrinsics, header: Header,
     msg.d = array.array("d", fields["d"])
     msg.r, msg.k, msg.p = fields["r"], fields["k"], fields["p"]
     return msg
+
+
+class RosMessageKit:
+    """rclpy message construction for ``frame.frame_messages`` (the node, the benchmarks)."""
+
+    @staticmethod
+    def image(array: np.ndarray, encoding: str, header: Header) -> Image:
+        """sensor_msgs/Image."""
+        return numpy_to_image(array, encoding, header)
+
+    @staticmethod
+    def camera_info(intrinsics: Intrinsics, header: Header,
+                    template: CameraInfo | None) -> CameraInfo:
+        """sensor_msgs/CameraInfo."""
+        return intrinsics_to_camera_info(intrinsics, header, template)
+
+    @staticmethod
+    def pointcloud2(body: np.ndarray, header: Header) -> PointCloud2:
+        """sensor_msgs/PointCloud2."""
+        return points_to_pointcloud2(body, header)

@@ -20,10 +20,11 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_n
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import create_backend
+from ..backends.selfcheck import deployment_check, probe_frame
 from ..pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings, RollingStats
-from .conversions import (ConversionError, camera_info_to_intrinsics, compressed_to_rgb8,
-                          image_to_rgb8, intrinsics_to_camera_info, numpy_to_image,
-                          points_to_pointcloud2)
+from ..frame import OUTPUT_TOPICS, frame_messages
+from .conversions import (ConversionError, RosMessageKit, camera_info_to_intrinsics,
+                          compressed_to_rgb8, image_to_rgb8)
 from .diagnostics import build_diagnostics
 from .params import PARAMS, PARAMS_BY_NAME, check_value
 
@@ -129,21 +130,8 @@ class DepthNode(LifecycleNode):
             self.last_error = f"configure refused: bad parameters ({listing})"
             self.get_logger().error(f"not configuring: fix the bad parameters first ({listing})")
             return TransitionCallbackReturn.FAILURE
-        kwargs = dict(model=self.p("model"), weights=self.p("weights") or None,
-                      backbone_weights=self.p("backbone_weights") or None,
-                      device=self.p("device"), precision=self.p("precision"))
-        if self.p("backend") in ("torch", "onnxruntime"):
-            kwargs["threads"] = self.p("threads")
-        if self.p("backend") == "torch":
-            kwargs.update(fast_path=self.p("torch_fast_path"), cuda_graphs=self.p("cuda_graphs"),
-                          compile=self.p("torch_compile"))
-        if self.p("backend") in ("onnxruntime", "tensorrt"):
-            kwargs.update(onnx_path=self.p("onnx_path") or None,
-                          cache_dir=self.p("engine_cache_dir"))
-        if self.p("backend") == "onnxruntime":
-            kwargs["providers"] = self.p("ort_providers")
         try:
-            self._backend = create_backend(self.p("backend"), **kwargs)
+            self._backend = self._load_backend()
         except Exception as exc:  # any load failure: one clear error, node stays up
             self.last_error = f"configure failed: {exc}"
             self.get_logger().error(f"could not load the model: {exc}")
@@ -160,6 +148,53 @@ class DepthNode(LifecycleNode):
         self._worker.start()
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
+
+    def _backend_options(self) -> dict[str, Any]:
+        """create_backend keyword arguments from the parameters (only those it takes)."""
+        backend = self.p("backend")
+        kwargs: dict[str, Any] = dict(
+            model=self.p("model"), weights=self.p("weights") or None,
+            backbone_weights=self.p("backbone_weights") or None, device=self.p("device"),
+            precision=self.p("precision"))
+        if backend in ("torch", "onnxruntime"):
+            kwargs["threads"] = self.p("threads")
+        if backend == "torch":
+            kwargs.update(fast_path=self.p("torch_fast_path"), cuda_graphs=self.p("cuda_graphs"),
+                          compile=self.p("torch_compile"))
+        if backend in ("onnxruntime", "tensorrt"):
+            kwargs.update(onnx_path=self.p("onnx_path") or None,
+                          cache_dir=self.p("engine_cache_dir"))
+        if backend == "onnxruntime":
+            kwargs["providers"] = self.p("ort_providers")
+        if backend == "tensorrt":
+            kwargs["calibration_images_dir"] = self.p("calibration_images_dir") or None
+        return kwargs
+
+    def _load_backend(self) -> Any:
+        """The backend, checked against torch when exported (deployment_check) and run once
+        so that any compilation, graph capture or engine build happens before frame one."""
+        kwargs = self._backend_options()
+        backend = create_backend(self.p("backend"), **kwargs)
+        try:
+            if self.p("backend") != "torch" and self.p("deployment_check"):
+                self._deployment_check(backend, kwargs)
+            backend.infer_frame(probe_frame()[0])  # warm-up: compile / capture / first run
+        except Exception:
+            backend.close()
+            raise
+        return backend
+
+    def _deployment_check(self, backend: Any, kwargs: dict[str, Any]) -> None:
+        if not kwargs.get("weights"):
+            self.get_logger().info("deployment check skipped: no weights to build a torch "
+                                   "reference from (onnx_path alone)")
+            return
+        reference = dict(model=kwargs["model"], weights=kwargs["weights"],
+                         backbone_weights=kwargs["backbone_weights"], device="cpu",
+                         precision="fp32", fast_path="never")
+        report = deployment_check(backend, lambda: create_backend("torch", **reference),
+                                  self.p("deployment_check_tolerance"))
+        self.get_logger().info(f"deployment check against torch passed: {report}")
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Create subscriptions, publishers and the diagnostics timer."""
@@ -221,13 +256,11 @@ class DepthNode(LifecycleNode):
             return self.create_publisher(msg_type, topic, qos, event_callbacks=(
                 PublisherEventCallbacks(incompatible_qos=incompatible)))
         with self._io_lock:
-            self._pubs = {
-                "depth": publisher(Image, "depth", out_qos),
-                "info": publisher(CameraInfo, "depth/camera_info", out_qos),
-                "points": publisher(PointCloud2, "points", out_qos),
-                "colored": publisher(Image, "depth/colored", out_qos),
-                "diag": publisher(DiagnosticArray, "/diagnostics", 10),
-            }
+            types = {"depth": Image, "info": CameraInfo, "points": PointCloud2,
+                     "colored": Image}
+            self._pubs = {key: publisher(types[key], topic, out_qos)
+                          for key, topic in OUTPUT_TOPICS.items()}
+            self._pubs["diag"] = publisher(DiagnosticArray, "/diagnostics", 10)
             self._last_stamp_s: Optional[float] = None  # restarts with every (re)activation
             # frames DDS lost before our callback (best effort) are counted too
             lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
@@ -334,18 +367,12 @@ class DepthNode(LifecycleNode):
         result = self._pipeline.process(
             rgb, intrinsics, want_points=want_points, want_rgb=self.p("points_rgb"),
             want_colored=pubs["colored"].get_subscription_count() > 0)
-        header = msg.header
+        messages = frame_messages(result, msg.header, info, RosMessageKit)
         with self._io_lock:
             if not self._pubs:
                 return
-            pubs["depth"].publish(numpy_to_image(result.depth_m, "32FC1", header))
-            if result.intrinsics is not None:
-                pubs["info"].publish(intrinsics_to_camera_info(result.intrinsics, header, info))
-            cloud = result.cloud_parts()
-            if cloud is not None:
-                pubs["points"].publish(points_to_pointcloud2(cloud[0], header, cloud[1]))
-            if result.colored_bgr is not None:
-                pubs["colored"].publish(numpy_to_image(result.colored_bgr, "bgr8", header))
+            for key, message in messages.items():
+                pubs[key].publish(message)
         self.counts["processed"] += 1
         self.out_stats.add((time.monotonic() - t_received) * 1e3)
 

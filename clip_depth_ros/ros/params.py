@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from ..backends import all_precisions, available_backends
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -53,17 +55,26 @@ PARAMS: tuple[ParamSpec, ...] = (
               "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
               "for the model config's own tag."),
     ParamSpec("backend", "torch", "Inference backend (onnxruntime and tensorrt run the "
-              "exported ONNX graph).", choices=("torch", "onnxruntime", "tensorrt")),
-    ParamSpec("device", "cpu", "Device: cpu, cuda or cuda:N (tensorrt needs cuda)."),
-    ParamSpec("precision", "fp32", "Numeric precision (torch: all; onnxruntime: fp32, or fp16 "
-              "with its tensorrt provider; tensorrt: fp32 or fp16).",
-              choices=("fp32", "fp16", "bf16")),
+              "exported ONNX graph, checked against torch at configure).",
+              choices=tuple(available_backends())),
+    ParamSpec("device", "auto", "Device: auto (cuda when a GPU is visible, else cpu), cpu, "
+              "cuda or cuda:N (tensorrt needs cuda)."),
+    ParamSpec("precision", "auto", "Numeric precision; auto = the backend's default (torch "
+              "fp32; onnxruntime fp32, fp16 only through its tensorrt provider; tensorrt fp16, "
+              "int8 with calibration_images_dir).", choices=("auto",) + all_precisions()),
     ParamSpec("onnx_path", "", "onnxruntime/tensorrt: an exported .onnx (its metadata holds the "
               "model config, so model/weights are not needed); empty = export model/weights "
               "into engine_cache_dir on first use."),
     ParamSpec("engine_cache_dir", "~/.cache/clip_depth_ros/engines", "Where onnxruntime/tensorrt "
               "keep exported graphs and TensorRT engines (keyed by graph, precision, TensorRT "
               "version and GPU; a first engine build can take minutes)."),
+    ParamSpec("calibration_images_dir", "", "tensorrt int8: a folder of representative "
+              "images (png/jpg) the INT8 calibration reads; the engine is keyed by them."),
+    ParamSpec("deployment_check", True, "onnxruntime/tensorrt: at configure, compare depth on "
+              "a fixed probe frame with the torch model of the same weights and refuse to "
+              "activate beyond deployment_check_tolerance (needs torch; false skips it)."),
+    ParamSpec("deployment_check_tolerance", 0.02, "Largest median relative depth difference "
+              "the deployment check accepts.", range=(0.0, 1.0, 0.0)),
     ParamSpec("ort_providers", "auto", "onnxruntime execution providers: auto follows `device`; "
               "cuda = CUDA then CPU; tensorrt = TensorRT, CUDA, CPU (installed ones only).",
               choices=("auto", "cpu", "cuda", "tensorrt")),
@@ -119,3 +130,33 @@ def check_value(spec: ParamSpec, value: Any) -> Optional[str]:
         if not lo <= value <= hi:
             return f"{spec.name} must be within [{lo}, {hi}], not {value}"
     return None
+
+
+YAML_HEADER = """\
+# Parameters of clip_depth_ros's depth node (all of them, with their defaults).
+# `ros2 run clip_depth_ros depth_node --ros-args --params-file config/depth.yaml`
+# Written by `python -m clip_depth_ros.ros.params > config/depth.yaml` from the node's
+# parameter table (clip_depth_ros/ros/params.py), the single source of truth.
+# The default is the bundled demo model (weights: demo-mirror). For the ViT-B-16 Mirror model
+# point `weights` at its trained parts (+ `backbone_weights: openai`, or a local CLIP file
+# when offline); `model` may stay empty, the weights record their config.
+# "/**/clip_depth_node" matches the node in any namespace (front/, rear/, ...).
+/**/clip_depth_node:
+  ros__parameters:
+"""
+
+
+def params_yaml() -> str:
+    """config/depth.yaml's text: every parameter with its description as a comment."""
+    import json
+    import textwrap
+    lines = [YAML_HEADER.rstrip("\n")]
+    for spec in PARAMS:
+        desc = spec.descriptor().description
+        lines += textwrap.wrap(desc, 94, initial_indent="    # ", subsequent_indent="    # ")
+        lines.append(f"    {spec.name}: {json.dumps(spec.default)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(params_yaml(), end="")

@@ -1,0 +1,113 @@
+"""What one frame asks of a backend and what it gets back: the single frame contract.
+
+Every backend answers :meth:`DepthBackend.infer_frame` with a :class:`FrameOutputs`; the
+point cloud has exactly one representation, the PointCloud2 body (an (H', W', 3 | 4) float32
+array of x, y, z [, packed 0x00RRGGBB rgb]), which ``points_to_pointcloud2`` and the bag writer
+take as is.  The host (numpy) way of building those outputs from a depth image lives here, so
+the torch-eager, onnxruntime and TensorRT backends share it; the torch device path builds the
+same arrays on the GPU.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+import numpy as np
+
+from .colorize import colorize_depth
+from .geometry import Intrinsics, depth_to_points
+from .image_codec import cloud_body
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    """The optional outputs one frame should produce, and how."""
+
+    points: bool = False  # needs intrinsics describing the image
+    points_rgb: bool = False  # xyzrgb instead of xyz
+    point_stride: int = 1
+    max_range_m: float = math.inf
+    colored: bool = False
+    display_range_m: tuple[float, float] = (0.0, 10.0)
+    colormap: str = "turbo"
+
+    def __post_init__(self) -> None:
+        if int(self.point_stride) < 1:
+            raise ValueError(f"point_stride must be >= 1, got {self.point_stride}")
+
+
+@dataclass
+class FrameOutputs:
+    """Everything one frame produced, plus per-stage timings in milliseconds."""
+
+    depth_m: np.ndarray  # (H, W) float32 metres at the input image's resolution
+    intrinsics: Optional[Intrinsics] = None  # at the depth image's resolution
+    cloud: Optional[np.ndarray] = None  # (H', W', 3 | 4) float32 PointCloud2 body
+    colored_bgr: Optional[np.ndarray] = None  # (H, W, 3) uint8
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def points_xyz(self) -> Optional[np.ndarray]:
+        """The cloud's x, y, z channels (a view), or None without a cloud."""
+        return None if self.cloud is None else self.cloud[..., :3]
+
+
+def host_outputs(depth_m: np.ndarray, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics],
+                 request: FrameRequest, timings_ms: Optional[dict[str, float]] = None
+                 ) -> FrameOutputs:
+    """Points and colours for a depth image on the host (numpy), as the request asks.
+
+    ``intrinsics`` must describe ``depth_m`` (None: no points).  Stages are timed into
+    ``timings_ms`` ('points', 'colorize').
+    """
+    out = FrameOutputs(depth_m=depth_m, intrinsics=intrinsics,
+                       timings_ms={} if timings_ms is None else timings_ms)
+    t0 = time.perf_counter()
+    if request.points and intrinsics is not None:
+        stride = int(request.point_stride)
+        xyz = depth_to_points(depth_m, intrinsics, stride, request.max_range_m)
+        out.cloud = cloud_body(xyz, image_rgb[::stride, ::stride] if request.points_rgb
+                               else None)
+        t1 = time.perf_counter()
+        out.timings_ms["points"] = (t1 - t0) * 1e3
+        t0 = t1
+    if request.colored:
+        lo, hi = request.display_range_m
+        out.colored_bgr = colorize_depth(depth_m, lo, hi, request.colormap)
+        out.timings_ms["colorize"] = (time.perf_counter() - t0) * 1e3
+    return out
+
+
+class MessageKit(Protocol):
+    """Builds one transport's messages (rclpy types for the node, rosbags types for bags)."""
+
+    def image(self, array: np.ndarray, encoding: str, header: Any) -> Any:
+        """A sensor_msgs/Image of ``array`` in ``encoding``."""
+
+    def camera_info(self, intrinsics: Intrinsics, header: Any, template: Any) -> Any:
+        """A sensor_msgs/CameraInfo for ``intrinsics`` (D, R, P's translation from template)."""
+
+    def pointcloud2(self, body: np.ndarray, header: Any) -> Any:
+        """A sensor_msgs/PointCloud2 of a cloud body."""
+
+
+# output key -> topic name relative to the node (or to the camera namespace in a bag)
+OUTPUT_TOPICS = {"depth": "depth", "info": "depth/camera_info", "points": "points",
+                 "colored": "depth/colored"}
+
+
+def frame_messages(outputs: FrameOutputs, header: Any, info_template: Any,
+                   kit: MessageKit) -> dict[str, Any]:
+    """The messages of one frame, keyed like :data:`OUTPUT_TOPICS`: the one output fan-out
+    the node, the bag command and the benchmarks share.  Every message carries ``header``
+    (the input image's stamp and frame_id, REP 118: depth along optical z in metres)."""
+    messages = {"depth": kit.image(outputs.depth_m, "32FC1", header)}
+    if outputs.intrinsics is not None:
+        messages["info"] = kit.camera_info(outputs.intrinsics, header, info_template)
+    if outputs.cloud is not None:
+        messages["points"] = kit.pointcloud2(outputs.cloud, header)
+    if outputs.colored_bgr is not None:
+        messages["colored"] = kit.image(outputs.colored_bgr, "bgr8", header)
+    return messages
