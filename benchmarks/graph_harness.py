@@ -341,19 +341,36 @@ class LiveGraph:
                            before, after)
         return {**result, **play, "node_alive": self.node_proc.alive()}
 
-    def processing_rate(self, n_frames: int = 20, timeout: float = 10.0) -> float:
-        """Frames per second the node sustains, from the median round trip of frames sent one
-        at a time (send, wait for its depth); the median shrugs off a loaded machine's spikes."""
+    def closed_loop(self, n_frames: int = 20, timeout: float = 10.0) -> dict[str, Any]:
+        """One frame in flight: send a frame, wait until its depth (and its points, when
+        subscribed) arrived, send the next.  frames/s over the whole run and the median
+        round trip; a frame that never came back counts as lost after ``timeout``."""
         self.recorder.reset()
-        round_trips = []
+        round_trips, lost = [], 0
+        start = time.monotonic()
         for _ in range(n_frames):
             t0 = time.monotonic()
             key = self.player.publish_one()
             deadline = t0 + timeout
-            while key not in self.recorder.snapshot()[0]["depth"] and time.monotonic() < deadline:
-                time.sleep(0.001)
+            topics = ("depth", "points") if self.points else ("depth",)
+            while time.monotonic() < deadline:
+                arrived = self.recorder.snapshot()[0]
+                if all(key in arrived[t] for t in topics):
+                    break
+                time.sleep(0.0005)
+            else:
+                lost += 1
             round_trips.append(time.monotonic() - t0)
-        return 1.0 / float(np.median(round_trips))
+        total = time.monotonic() - start
+        return {"frames": n_frames, "lost": lost, "seconds": total,
+                "fps": (n_frames - lost) / total if total > 0 else 0.0,
+                "round_trip_ms": percentiles([1e3 * r for r in round_trips])}
+
+    def processing_rate(self, n_frames: int = 20, timeout: float = 10.0) -> float:
+        """Frames per second the node sustains, from the median round trip of frames sent one
+        at a time (send, wait for its depth); the median shrugs off a loaded machine's spikes."""
+        loop = self.closed_loop(n_frames, timeout)
+        return 1e3 / loop["round_trip_ms"]["p50"]
 
     def describe(self) -> dict[str, Any]:
         """Model and backend as the node reports them, the image size, and the machine's load."""

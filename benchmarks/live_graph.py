@@ -106,6 +106,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="camera rate, Hz")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per rate")
     ap.add_argument("--find-peak", action="store_true", help="step the rate up to the peak")
+    ap.add_argument("--closed-loop", type=int, default=0, metavar="N",
+                    help="instead of a rate: N frames with one in flight (the next is sent "
+                         "when depth, and points with --points, came back); prints frames/s")
     ap.add_argument("--peak-rates", type=float, nargs="+",
                     default=[5, 10, 15, 20, 30, 40, 60, 90, 120])
     ap.add_argument("--bisect", type=int, default=2, help="bisection steps after the steps")
@@ -147,6 +150,17 @@ def run(args: argparse.Namespace) -> int:
         graph.measure(args.rate, max(5, round(args.rate * args.warmup)))  # warm-up, discarded
         setup = graph.describe()
         print(f"setup: {setup}", flush=True)
+        if args.closed_loop:
+            loop = graph.closed_loop(args.closed_loop)
+            setup["loadavg_end"] = loadavg()
+            print(f"closed loop, one frame in flight: {loop['frames']} frames in "
+                  f"{loop['seconds']:.1f} s = {loop['fps']:.2f} frames/s, round trip p50 "
+                  f"{loop['round_trip_ms']['p50']:.1f} ms p95 {loop['round_trip_ms']['p95']:.1f} "
+                  f"ms, lost {loop['lost']}; load average {setup['loadavg']} -> "
+                  f"{setup['loadavg_end']}")
+            if args.json:
+                args.json.write_text(json_text({"setup": setup, "closed_loop": loop}))
+            return 0
         if args.find_peak:
             runs, peak = find_peak(graph, args.peak_rates, args.duration, args.bisect)
         else:

@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from benchmarks.options import BACKENDS, TORCH_MODES, add_model_arguments  # noqa: E402
 from benchmarks.pipeline_latency import header_line, load_average, machine_info  # noqa: E402
 from clip_depth_ros.backends import create_backend  # noqa: E402
-from clip_depth_ros.backends.base import preprocess  # noqa: E402
+from clip_depth_ros.preprocessing import camera_inputs, preprocess  # noqa: E402
 from clip_depth_ros.config import list_bundled_weights  # noqa: E402
 from clip_depth_ros.synthetic import demo_trajectory, random_indoor_scene, render  # noqa: E402
 from clip_depth_ros.geometry import Intrinsics  # noqa: E402
@@ -112,15 +112,16 @@ def model_call(impl: Any, backend: str, mode: str, batch_size: int) -> Callable[
     if backend == "torch":
         batch = torch.randn(batch_size, 3, height, width, device=impl.device).to(impl.dtype)
         if mode != "eager" and impl.device.type == "cuda" and impl.cuda_graphs:
-            return graphed_forward(impl._forward, batch)
+            return graphed_forward(impl._infer, batch)
 
         def forward() -> Any:
             with torch.inference_mode():
-                return impl._forward(batch)
+                return impl._infer(batch)
         return forward
     rgb = np.zeros((height, width, 3), np.uint8)
     prepared = preprocess(rgb, cfg)
-    return lambda: impl.run(prepared)
+    camera = camera_inputs(None, width)
+    return lambda: impl.predict(prepared, *camera)
 
 
 def bench_row(args: argparse.Namespace, backend: str, model: str, mode: str,

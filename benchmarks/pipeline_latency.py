@@ -4,14 +4,14 @@ The stages are the ones ``DepthNode._process`` runs for an rgb8 image with camer
 subscribers on every output (points with rgb at stride 1, colored depth), called through the
 real functions so the numbers follow the code:
 
-  convert      image_to_rgb8 (+ camera_info_to_intrinsics and scaling, as the node does)
-  preprocess   TorchBackend.preprocess
-  model        TorchBackend.run (torch.cuda.synchronize on cuda)
-  resize back  TorchBackend.postprocess
-  points       geometry.depth_to_points at stride 1 + the strided rgb copy
+  convert      image_to_rgb8 + camera_info_to_intrinsics, as the node does
+  preprocess   check, resize, normalise (HostFrameBackend.infer_frame)
+  model        TorchBackend.predict (the network and its camera contract)
+  resize back  depth back to the image size
+  points       the xyzrgb cloud body at stride 1 (frame.host_outputs)
   colorize     colorize_depth
-  message fill numpy_to_image 32FC1 + bgr8, points_to_pointcloud2 xyzrgb,
-               intrinsics_to_camera_info
+  message fill frame.frame_messages: 32FC1 + bgr8 images, xyzrgb PointCloud2, CameraInfo
+  device pass  (device path only) all of preprocess..colorize in one asynchronous pass
 
 Models are built with random backbone weights (latency does not depend on weight values).
 A benchmark is a script that prints a table, not a test: the 8 ms target is reported, never
@@ -39,17 +39,17 @@ import torch  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from benchmarks.options import add_stages_arguments, parse_size  # noqa: E402,F401
-from clip_depth_ros.backends.base import model_focal_px  # noqa: E402
 from clip_depth_ros.backends.torch_backend import TorchBackend  # noqa: E402
-from clip_depth_ros.colorize import colorize_depth  # noqa: E402
-from clip_depth_ros.geometry import Intrinsics, depth_to_points  # noqa: E402
+from clip_depth_ros.frame import frame_messages  # noqa: E402
+from clip_depth_ros.geometry import Intrinsics  # noqa: E402
 from clip_depth_ros.pipeline import DepthPipeline  # noqa: E402
 from clip_depth_ros.ros.conversions import (  # noqa: E402
-    camera_info_to_intrinsics, image_to_rgb8, intrinsics_to_camera_info, numpy_to_image,
-    points_to_pointcloud2)
+    RosMessageKit, camera_info_to_intrinsics, image_to_rgb8, intrinsics_to_camera_info,
+    numpy_to_image)
 
-STAGES = ("convert", "preprocess", "model", "resize back", "points", "colorize",
-          "message fill")
+# FrameOutputs.timings_ms keys -> this table's stage names ('inference': the device path's
+# single asynchronous pass)
+_STAGE_NAMES = {"postprocess": "resize back", "inference": "device pass"}
 TARGET_SIZE = (640, 480)
 TARGET_MS = 8.0
 WEIGHTS_NOTE = ("backbone_weights='random' (no pretrained weights on this machine); "
@@ -117,65 +117,24 @@ def make_frame(width: int, height: int) -> tuple[Any, Any, Header]:
 
 def time_one_frame(pipeline: DepthPipeline, image_msg: Any, info_msg: Any,
                    header: Header) -> dict[str, float]:
-    """Milliseconds per stage for one frame, as DepthNode._process runs it."""
-    backend = pipeline.backend
-    if backend.device_outputs:
-        return time_one_fast_frame(pipeline, image_msg, info_msg, header)
-    sync: Callable[[], None] = (torch.cuda.synchronize if backend.device.type == "cuda"
-                                else (lambda: None))
-    t = [time.perf_counter()]
+    """Milliseconds per stage for one frame, exactly as DepthNode._process runs it: convert,
+    ``DepthPipeline.process`` (its own stage timings) and the shared message fan-out."""
+    t0 = time.perf_counter()
     rgb = image_to_rgb8(image_msg)
-    height, width = rgb.shape[:2]
-    intrinsics = camera_info_to_intrinsics(info_msg).scaled_to(width, height)
-    t.append(time.perf_counter())
-    batch = backend.preprocess(rgb)
-    sync()  # on cuda the upload/resize is asynchronous; charge it here, not to the model
-    t.append(time.perf_counter())
-    depth_t = backend.run(batch, model_focal_px(intrinsics, backend.config))
-    sync()
-    t.append(time.perf_counter())
-    depth = backend.postprocess(depth_t, width, height)
-    t.append(time.perf_counter())
-    stride = 1
-    points = depth_to_points(depth, intrinsics, stride, math.inf)
-    points_rgb = np.ascontiguousarray(rgb[::stride, ::stride])
-    t.append(time.perf_counter())
-    lo, hi = pipeline.display_range()
-    colored = colorize_depth(depth, lo, hi, pipeline.settings.colormap)
-    t.append(time.perf_counter())
-    messages = (numpy_to_image(depth, "32FC1", header),
-                intrinsics_to_camera_info(intrinsics, header, info_msg),
-                points_to_pointcloud2(points, header, points_rgb),
-                numpy_to_image(colored, "bgr8", header))
-    t.append(time.perf_counter())
+    intrinsics = camera_info_to_intrinsics(info_msg)
+    t1 = time.perf_counter()
+    outputs = pipeline.process(rgb, intrinsics, want_points=True, want_rgb=True,
+                               want_colored=True)
+    t2 = time.perf_counter()
+    messages = frame_messages(outputs, header, info_msg, RosMessageKit)
+    t3 = time.perf_counter()
     del messages
-    stages = {name: (t[i + 1] - t[i]) * 1e3 for i, name in enumerate(STAGES)}
-    stages["total"] = (t[-1] - t[0]) * 1e3
-    stages["total without model"] = stages["total"] - stages["model"]
-    return stages
-
-
-def time_one_fast_frame(pipeline: DepthPipeline, image_msg: Any, info_msg: Any,
-                        header: Header) -> dict[str, float]:
-    """The fast path: one device pass (upload ... depth, points, colours, download)."""
-    t = [time.perf_counter()]
-    rgb = image_to_rgb8(image_msg)
-    height, width = rgb.shape[:2]
-    intrinsics = camera_info_to_intrinsics(info_msg).scaled_to(width, height)
-    t.append(time.perf_counter())
-    lo, hi = pipeline.display_range()
-    out = pipeline.backend.infer_with_outputs(rgb, intrinsics, points=True, stride=1, rgb=True,
-                                              colored=(lo, hi, pipeline.settings.colormap))
-    t.append(time.perf_counter())
-    messages = (numpy_to_image(out.depth_m, "32FC1", header),
-                intrinsics_to_camera_info(intrinsics, header, info_msg),
-                points_to_pointcloud2(out.cloud_body, header),
-                numpy_to_image(out.colored_bgr, "bgr8", header))
-    t.append(time.perf_counter())
-    del messages
-    stages = {name: (t[i + 1] - t[i]) * 1e3
-              for i, name in enumerate(("convert", "device pass", "message fill"))}
-    stages["total"] = (t[-1] - t[0]) * 1e3
+    stages = {"convert": (t1 - t0) * 1e3}
+    stages.update({_STAGE_NAMES.get(k, k): v for k, v in outputs.timings_ms.items()})
+    stages["message fill"] = (t3 - t2) * 1e3
+    stages["total"] = (t3 - t0) * 1e3
+    if "model" in stages:
+        stages["total without model"] = stages["total"] - stages["model"]
     return stages
 
 
