@@ -181,3 +181,17 @@ def test_camera_aware_backend_scales_with_intrinsics(tmp_path):
     assert plain.min() > 2 * cfg.min_depth
     np.testing.assert_allclose(scaled, 0.5 * plain, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(backend.infer(image, Intrinsics(0, 0, 0, 0, w, h)), plain)
+
+
+def test_convolutions_run_channels_last_with_the_same_depth(backend):
+    """The backend keeps conv weights channels-last (the fast oneDNN/cuDNN kernels) and the
+    depth equals the plain contiguous model's."""
+    convs = [m for m in backend.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last)
+                         for m in convs if m.weight.shape[-1] > 1)
+    plain = _build()  # same seed: same random weights
+    for m in plain.model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            m.weight.data = m.weight.data.contiguous()
+    image = _image(120, 160, seed=9)
+    np.testing.assert_allclose(backend.infer(image), plain.infer(image), rtol=1e-4, atol=1e-4)

@@ -160,6 +160,10 @@ class TorchBackend(HostFrameBackend):
         self.model = create_model(model or None, weights=weights,
                                   backbone_weights=backbone_weights, device=self.device,
                                   precision=precision)
+        # Channels-last convolution weights: oneDNN (CPU) and cuDNN pick their fast kernels
+        # for the decoder's convolutions (1.8x on the demo model on 2 CPU cores, same depth
+        # within 1e-5 m); Linear / attention weights are unaffected.
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.config = self.model.config
         scale, offset = self.config.uint8_normalization()
         self._normalization = (torch.from_numpy(scale).to(self.device).view(1, 3, 1, 1),
