@@ -8,15 +8,16 @@ backend on it and writes, under the image's namespace (``/camera/image_raw`` -> 
 - ``<ns>/points``             sensor_msgs/PointCloud2 x y z (+ rgb), organized at stride 1
 
 Every output keeps the input image's header (stamp, frame_id) and its receive timestamp in the
-bag, exactly as the live node would publish it.  camera_info is paired as the node does:
-the one of nearest stamp within a tolerance, else the latest one recorded before the image.
+bag, exactly as the live node would publish it.  camera_info is paired by the node's own
+policy (:class:`~clip_depth_ros.camera_sync.CameraInfoPairing`): the one of nearest stamp
+within a tolerance, else (unless ``--no-latest-camera-info``) the latest one recorded
+before the image.
 
 Pure Python: messages are (de)serialised with the ``rosbags`` typestore, never rclpy.
 """
 from __future__ import annotations
 
 import argparse
-import bisect
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,34 +27,20 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .backends.base import DepthBackend
-from .errors import ClipDepthError
+from .bag_reader import (CAMERA_INFO, IMAGE, IMAGE_TYPES, BagError, bag_folder, check_topic,
+                         iter_bag_images, iter_bag_messages, rosbags_api)
+from .camera_sync import CameraInfoPairing
 from .geometry import Intrinsics
-from .image_codec import (POINTFIELD_FLOAT32, ConversionError, camera_info_fields,
-                          camera_info_to_intrinsics, cloud_layout, compressed_to_rgb8,
-                          encode_pixels, image_to_rgb8)
+from .image_codec import (POINTFIELD_FLOAT32, camera_info_fields, camera_info_to_intrinsics,
+                          cloud_layout, encode_pixels)
 from .frame import frame_messages
 from .pipeline import DepthPipeline, PipelineSettings
+from .stamps import stamp_ns
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 DEPTH_IMAGE, POINTS = IMAGE, "sensor_msgs/msg/PointCloud2"
 FORMATS = ("sqlite3", "mcap")
-
-
-class BagError(ClipDepthError):
-    """A problem with the input or output bag that stops the conversion (one-line message)."""
-
-
-def _rosbags() -> tuple[Any, Any, Any]:
-    """(Reader, Writer, typestore) from the optional ``rosbags`` package."""
-    try:
-        from rosbags.rosbag2 import Reader, Writer
-        from rosbags.typesys import Stores, get_typestore
-    except ImportError:
-        raise BagError("reading bags needs the 'rosbags' package: pip install rosbags "
-                       "(or clip_depth_ros[bags])") from None
-    return Reader, Writer, get_typestore(Stores.ROS2_KILTED)
+__all__ = ["BagError", "BagJob", "BagReport", "add_arguments", "convert", "image_namespace",
+           "output_topics", "prepare", "run"]
 
 
 def image_namespace(image_topic: str) -> str:
@@ -68,51 +55,6 @@ def output_topics(image_topic: str) -> dict[str, str]:
     """Output topic names for an image topic: depth, info, points."""
     ns = image_namespace(image_topic)
     return {"depth": f"{ns}/depth", "info": f"{ns}/depth/camera_info", "points": f"{ns}/points"}
-
-
-def stamp_ns(stamp: Any) -> int:
-    """A builtin_interfaces/Time as integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-class CameraInfoIndex:
-    """The bag's camera_info messages, paired with images the way the node pairs them."""
-
-    def __init__(self, tolerance_s: float):
-        self.tolerance_ns = int(round(tolerance_s * 1e9))
-        self._by_stamp: list[tuple[int, int, Any]] = []  # (stamp ns, receive ns, msg)
-        self._by_receipt: list[tuple[int, int, Any]] = []  # (receive ns, stamp ns, msg)
-        self._stamps: list[int] = []
-        self._receipts: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self._by_stamp)
-
-    def add(self, msg: Any, received_ns: int) -> None:
-        """Record one camera_info with its receive timestamp (then call :meth:`finish`)."""
-        t = stamp_ns(msg.header.stamp)
-        self._by_stamp.append((t, received_ns, msg))
-        self._by_receipt.append((received_ns, t, msg))
-
-    def finish(self) -> None:
-        """Sort for lookups, once after the last add."""
-        self._by_stamp.sort(key=lambda item: item[:2])
-        self._by_receipt.sort(key=lambda item: item[:2])
-        self._stamps = [item[0] for item in self._by_stamp]
-        self._receipts = [item[0] for item in self._by_receipt]
-
-    def match(self, stamp: Any, received_ns: int) -> Optional[Any]:
-        """The camera_info of nearest stamp within tolerance, else the latest one received
-        before the image (or at the same time), else None."""
-        t = stamp_ns(stamp)
-        i = bisect.bisect_left(self._stamps, t)
-        near = [self._by_stamp[j] for j in (i - 1, i) if 0 <= j < len(self._stamps)]
-        if near:
-            best = min(near, key=lambda item: abs(item[0] - t))
-            if abs(best[0] - t) <= self.tolerance_ns:
-                return best[2]
-        j = bisect.bisect_right(self._receipts, received_ns)
-        return self._by_receipt[j - 1][2] if j else None
 
 
 @dataclass
@@ -150,7 +92,7 @@ def _storage_of(reader: Any) -> str:
 def prepare(source: str, output: str, image_topic: str = "/camera/image_raw",
             camera_info_topic: str = "auto", storage: Optional[str] = None) -> BagJob:
     """Check the input and output before any model is loaded; BagError says what is wrong."""
-    reader_cls, _, _ = _rosbags()
+    reader_cls, _, _ = rosbags_api()
     src, dst = Path(source), Path(output)
     if not src.exists():
         raise BagError(f"input bag not found: {src}")
@@ -160,32 +102,22 @@ def prepare(source: str, output: str, image_topic: str = "/camera/image_raw",
     if storage is not None and storage not in FORMATS:
         raise BagError(f"unknown storage format {storage!r}; use one of {', '.join(FORMATS)}")
     try:
-        with reader_cls(src) as reader:
+        with reader_cls(bag_folder(src)) as reader:
             topics = {name: info.msgtype for name, info in reader.topics.items()}
             counts = {name: info.msgcount for name, info in reader.topics.items()}
             detected = _storage_of(reader)
     except Exception as exc:  # rosbags raises several types for unreadable bags
         raise BagError(f"cannot read bag {src}: {exc}") from None
-    if image_topic not in topics:
-        images = [f"{t} ({m})" for t, m in sorted(topics.items()) if m in (IMAGE, COMPRESSED)]
-        raise BagError(f"bag {src} has no topic {image_topic}; its image topics: "
-                       f"{', '.join(images) if images else 'none'}")
-    if topics[image_topic] not in (IMAGE, COMPRESSED):
-        raise BagError(f"topic {image_topic} carries {topics[image_topic]}, an unsupported "
-                       f"message type; use a topic of {IMAGE} or {COMPRESSED}")
+    check_topic(src, topics, image_topic, IMAGE_TYPES)
     info_topic: Optional[str]
     if camera_info_topic == "auto":
         candidate = f"{image_namespace(image_topic)}/camera_info"
         info_topic = candidate if topics.get(candidate) == CAMERA_INFO else None
     elif camera_info_topic in ("", "none"):
         info_topic = None
-    elif topics.get(camera_info_topic) != CAMERA_INFO:
-        infos = [t for t, m in sorted(topics.items()) if m == CAMERA_INFO]
-        what = topics.get(camera_info_topic, "missing")
-        raise BagError(f"camera_info topic {camera_info_topic} is {what}; the bag's "
-                       f"{CAMERA_INFO} topics: {', '.join(infos) if infos else 'none'}")
     else:
         info_topic = camera_info_topic
+        check_topic(src, topics, info_topic, (CAMERA_INFO,), noun="camera_info")
     return BagJob(source=src, output=dst, image_topic=image_topic,
                   image_type=topics[image_topic], camera_info_topic=info_topic,
                   storage=storage or detected, frame_count=counts[image_topic],
@@ -234,28 +166,21 @@ class _Messages:
 _REPORTED = {"depth": "depth", "info": "camera_info", "points": "points"}
 
 
-def _load_camera_infos(reader: Any, job: BagJob, typestore: Any,
-                       tolerance_s: float) -> CameraInfoIndex:
-    index = CameraInfoIndex(tolerance_s)
+def _load_camera_infos(job: BagJob, tolerance_s: float, use_latest: bool) -> CameraInfoPairing:
+    pairing = CameraInfoPairing(tolerance_s, use_latest)
     if job.camera_info_topic:
-        conns = [c for c in reader.connections if c.topic == job.camera_info_topic]
-        for conn, received_ns, raw in reader.messages(connections=conns):
-            index.add(typestore.deserialize_cdr(raw, conn.msgtype), received_ns)
-    index.finish()
-    return index
-
-
-def _decode(raw: bytes, msgtype: str, typestore: Any) -> tuple[Any, np.ndarray]:
-    """(message, HxWx3 uint8 RGB) of one serialised Image / CompressedImage."""
-    msg = typestore.deserialize_cdr(raw, msgtype)
-    return msg, compressed_to_rgb8(msg) if msgtype == COMPRESSED else image_to_rgb8(msg)
+        for msg, received_ns in iter_bag_messages(job.source, job.camera_info_topic,
+                                                  (CAMERA_INFO,)):
+            pairing.add(msg, stamp_ns(msg.header.stamp), received_ns)
+    return pairing
 
 
 def convert(job: BagJob, backend: DepthBackend, points: bool = True, points_rgb: bool = True,
-            stride: int = 1, tolerance_s: float = 0.01, progress: bool = True) -> BagReport:
+            stride: int = 1, tolerance_s: float = 0.01, use_latest_camera_info: bool = True,
+            progress: bool = True) -> BagReport:
     """Run ``backend`` on every frame of ``job`` and write the new bag; bad frames are skipped
     and counted in the report."""
-    reader_cls, writer_cls, typestore = _rosbags()
+    _, writer_cls, typestore = rosbags_api()
     from rosbags.rosbag2 import StoragePlugin
     from tqdm import tqdm
     pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))))
@@ -263,36 +188,29 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = True, points_rgb:
     report = BagReport()
     plugin = StoragePlugin.MCAP if job.storage == "mcap" else StoragePlugin.SQLITE3
     types = {"depth": DEPTH_IMAGE, "info": CAMERA_INFO, "points": POINTS}
-    with reader_cls(job.source) as reader, \
-            writer_cls(job.output, version=writer_cls.VERSION_LATEST,
-                       storage_plugin=plugin) as writer:
-        infos = _load_camera_infos(reader, job, typestore, tolerance_s)
+    infos = _load_camera_infos(job, tolerance_s, use_latest_camera_info)
+    with writer_cls(job.output, version=writer_cls.VERSION_LATEST,
+                    storage_plugin=plugin) as writer, \
+            tqdm(total=job.frame_count, unit="frame", desc="depth", disable=not progress) as bar:
         out = {key: writer.add_connection(topic, types[key], typestore=typestore)
                for key, topic in job.topics.items() if key != "points" or points}
 
-        def write(key: str, msg: Any, received_ns: int) -> None:
-            writer.write(out[key], received_ns, typestore.serialize_cdr(msg, types[key]))
+        def skip(reason: str, exc: Exception, received_ns: int) -> None:
+            bar.update(1)
+            report.frames += 1
+            report.skipped[reason] += 1
+            report.first_problem = report.first_problem or f"{reason}: {exc}"
 
-        conns = [c for c in reader.connections if c.topic == job.image_topic]
-        with tqdm(total=job.frame_count, unit="frame", desc="depth",
-                  disable=not progress) as bar:
-            for conn, received_ns, raw in reader.messages(connections=conns):
-                bar.update(1)
-                report.frames += 1
-                try:
-                    msg, rgb = _decode(raw, conn.msgtype, typestore)
-                except Exception as exc:  # a corrupt record: skip it, as the node skips one
-                    reason = "bad_image" if isinstance(exc, ConversionError) else "undecodable"
-                    report.skipped[reason] += 1
-                    report.first_problem = report.first_problem or f"{reason}: {exc}"
-                    continue
-                info = infos.match(msg.header.stamp, received_ns)
-                intrinsics = camera_info_to_intrinsics(info) if info is not None else None
-                result = pipeline.process(rgb, intrinsics, want_points=points,
-                                          want_rgb=points_rgb)
-                for key, message in frame_messages(result, msg.header, info, build).items():
-                    write(key, message, received_ns)
-                    setattr(report, _REPORTED[key], getattr(report, _REPORTED[key]) + 1)
+        for msg, rgb, received_ns in iter_bag_images(job.source, job.image_topic,
+                                                     on_error=skip):
+            bar.update(1)
+            report.frames += 1
+            info = infos.match(stamp_ns(msg.header.stamp), received_ns)
+            intrinsics = camera_info_to_intrinsics(info) if info is not None else None
+            result = pipeline.process(rgb, intrinsics, want_points=points, want_rgb=points_rgb)
+            for key, message in frame_messages(result, msg.header, info, build).items():
+                writer.write(out[key], received_ns, typestore.serialize_cdr(message, types[key]))
+                setattr(report, _REPORTED[key], getattr(report, _REPORTED[key]) + 1)
     return report
 
 
@@ -318,6 +236,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cloud of the full image)")
     parser.add_argument("--camera-info-tolerance", type=float, default=0.01,
                         help="pair camera_info within this many seconds of the image stamp")
+    latest = parser.add_mutually_exclusive_group()
+    latest.add_argument("--use-latest-camera-info", dest="use_latest_camera_info",
+                        action="store_true", default=True,
+                        help="with no camera_info within the tolerance, use the latest one "
+                             "recorded before the image, as the node's use_latest_camera_info "
+                             "(default)")
+    latest.add_argument("--no-latest-camera-info", dest="use_latest_camera_info",
+                        action="store_false",
+                        help="pair camera_info by stamp only: frames without one within the "
+                             "tolerance get depth only")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="storage of the output (default: the input's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -346,6 +274,7 @@ def run(args: argparse.Namespace,
                   file=sys.stderr)
         report = convert(job, backend, points=args.points, points_rgb=args.points_rgb,
                          stride=args.stride, tolerance_s=args.camera_info_tolerance,
+                         use_latest_camera_info=args.use_latest_camera_info,
                          progress=not args.no_progress)
     except BagError as exc:
         print(f"clip-depth bag: error: {exc}", file=sys.stderr)

@@ -21,11 +21,13 @@ import rosbags
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
-from clip_depth_ros.bag import CameraInfoIndex, image_namespace, output_topics  # noqa: E402
+from clip_depth_ros.bag import image_namespace, output_topics  # noqa: E402
+from clip_depth_ros.camera_sync import CameraInfoPairing  # noqa: E402
 from clip_depth_ros.cli import main as cli_main  # noqa: E402
 from clip_depth_ros.geometry import project_points  # noqa: E402
 from clip_depth_ros.image_codec import (camera_info_to_intrinsics, image_to_numpy,  # noqa: E402
                                         pointcloud2_to_array)
+from clip_depth_ros.stamps import stamp_ns  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = get_typestore(Stores.ROS2_KILTED)
@@ -213,6 +215,16 @@ def test_camera_info_without_matching_stamp_falls_back_to_the_latest(tmp_path):
     assert out["/cam/depth/camera_info"][1][1].header.stamp.sec == 101  # the image's header
 
 
+def test_no_latest_camera_info_pairs_by_stamp_only(tmp_path):
+    """--no-latest-camera-info is the node's use_latest_camera_info:=false: the camera_info of
+    an unrelated stamp is not used, so the frames get depth only."""
+    src = tmp_path / "in"
+    write_bag(src, "mcap", frames=2, info="once")
+    assert run_bag(src, tmp_path / "out", "--image-topic", IMAGE_TOPIC,
+                   "--no-latest-camera-info") == 0
+    assert set(read_bag(tmp_path / "out")) == {"/cam/depth"}
+
+
 def test_camera_info_recorded_only_after_the_images_is_not_used(tmp_path):
     src = tmp_path / "in"
     late = info_msg(header(1, 0))
@@ -222,17 +234,17 @@ def test_camera_info_recorded_only_after_the_images_is_not_used(tmp_path):
     assert set(read_bag(tmp_path / "out")) == {"/cam/depth"}
 
 
-def test_camera_info_index_pairs_nearest_stamp_then_latest():
-    index = CameraInfoIndex(tolerance_s=0.01)
+def test_camera_info_pairing_on_bag_messages_nearest_stamp_then_latest():
+    """The node's pairing class on rosbags messages, as `clip-depth bag` feeds it."""
+    pairing = CameraInfoPairing(tolerance_s=0.01)
     a, b = info_msg(header(10, 0)), info_msg(header(20, 0))
-    index.add(b, received_ns=2_000)
-    index.add(a, received_ns=1_000)
-    index.finish()
+    pairing.add(b, stamp_ns(b.header.stamp), received_ns=2_000)
+    pairing.add(a, stamp_ns(a.header.stamp), received_ns=1_000)
     time = T["builtin_interfaces/msg/Time"]
-    assert index.match(time(sec=10, nanosec=5_000_000), received_ns=5_000) is a  # within 10 ms
-    assert index.match(time(sec=15, nanosec=0), received_ns=1_500) is a  # latest received
-    assert index.match(time(sec=15, nanosec=0), received_ns=9_000) is b
-    assert index.match(time(sec=15, nanosec=0), received_ns=500) is None  # none received yet
+    assert pairing.match(stamp_ns(time(sec=10, nanosec=5_000_000)), 5_000) is a  # within 10 ms
+    assert pairing.match(stamp_ns(time(sec=15, nanosec=0)), 1_500) is a  # latest received
+    assert pairing.match(stamp_ns(time(sec=15, nanosec=0)), 9_000) is b
+    assert pairing.match(stamp_ns(time(sec=15, nanosec=0)), 500) is None  # none received yet
 
 
 def test_output_topics_follow_the_image_namespace():

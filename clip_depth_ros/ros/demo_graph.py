@@ -14,6 +14,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..geometry import Intrinsics, unpack_rgb
+from ..stamps import stamp_ns
 from ..synthetic import demo_trajectory, random_indoor_scene, render
 from .conversions import (image_to_numpy, intrinsics_to_camera_info, numpy_to_image,
                           pointcloud2_to_array)
@@ -35,7 +36,7 @@ class Recorder:
         node.create_subscription(PointCloud2, "points", self._on_points, RELIABLE)
 
     def _on_depth(self, msg: Image) -> None:
-        key = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        key = stamp_ns(msg.header.stamp)
         with self.lock:
             self.depth[key] = (np.array(image_to_numpy(msg)), time.monotonic())
 
@@ -95,7 +96,7 @@ def _publish_and_record(args: argparse.Namespace, proc: subprocess.Popen,
         header = _header(stamp)
         info_pub.publish(intrinsics_to_camera_info(intrinsics, header))
         image_pub.publish(numpy_to_image(rgb, "rgb8", header))
-        sent[stamp.sec * 10**9 + stamp.nanosec] = (rgb, depth, time.monotonic())
+        sent[stamp_ns(stamp)] = (rgb, depth, time.monotonic())
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline and len(recorder.depth) < len(sent):
         time.sleep(0.05)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -21,20 +21,17 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import create_backend
 from ..backends.selfcheck import deployment_check, probe_frame
+from ..camera_sync import CameraInfoPairing
 from ..pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings, RollingStats
 from ..frame import OUTPUT_TOPICS, frame_messages
 from .conversions import (ConversionError, RosMessageKit, camera_info_to_intrinsics,
                           compressed_to_rgb8, image_to_rgb8)
 from .diagnostics import build_diagnostics
+from ..stamps import stamp_ns
 from .params import PARAMS, PARAMS_BY_NAME, check_value
 
 THROTTLE_S = 5.0
 _PIPELINE_PARAMS = ("point_stride", "max_range_m", "colormap", "display_min_m", "display_max_m")
-
-
-def stamp_seconds(stamp: Any) -> float:
-    """A builtin_interfaces/Time as float seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class DepthNode(LifecycleNode):
@@ -70,7 +67,8 @@ class DepthNode(LifecycleNode):
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
         self._diag_timer = None
-        self._infos: deque = deque(maxlen=64)
+        self._infos = CameraInfoPairing(self.p("camera_info_tolerance_s"),
+                                        self.p("use_latest_camera_info"), maxlen=64)
         self.counts: Counter = Counter()
         self.in_stats = RollingStats()
         self.out_stats = RollingStats()
@@ -261,7 +259,7 @@ class DepthNode(LifecycleNode):
             self._pubs = {key: publisher(types[key], topic, out_qos)
                           for key, topic in OUTPUT_TOPICS.items()}
             self._pubs["diag"] = publisher(DiagnosticArray, "/diagnostics", 10)
-            self._last_stamp_s: Optional[float] = None  # restarts with every (re)activation
+            self._last_stamp_ns: Optional[int] = None  # restarts with every (re)activation
             # frames DDS lost before our callback (best effort) are counted too
             lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
             if self.p("input_transport") == "compressed":
@@ -295,17 +293,13 @@ class DepthNode(LifecycleNode):
         self.counts["lost_in_transport"] += event.total_count_change
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._infos.append(msg)
+        self._infos.add(msg, stamp_ns(msg.header.stamp), time.monotonic_ns())
 
     def _match_camera_info(self, stamp: Any) -> Optional[CameraInfo]:
-        infos = list(self._infos)
-        if not infos:
-            return None
-        t = stamp_seconds(stamp)
-        best = min(infos, key=lambda m: abs(stamp_seconds(m.header.stamp) - t))
-        if abs(stamp_seconds(best.header.stamp) - t) <= self.p("camera_info_tolerance_s"):
-            return best
-        return infos[-1] if self.p("use_latest_camera_info") else None
+        # both parameters may change at run time: the pairing follows their current values
+        self._infos.tolerance_s = self.p("camera_info_tolerance_s")
+        self._infos.use_latest = self.p("use_latest_camera_info")
+        return self._infos.match(stamp_ns(stamp))  # no receive time: the latest seen
 
     def _reject(self, reason: str, detail: str) -> None:
         self.counts[f"rejected_{reason}"] += 1
@@ -353,11 +347,11 @@ class DepthNode(LifecycleNode):
         except ConversionError as exc:
             self._reject("bad_image", str(exc))
             return
-        stamp_s = stamp_seconds(msg.header.stamp)
-        if self._last_stamp_s is not None and stamp_s < self._last_stamp_s:
+        stamp = stamp_ns(msg.header.stamp)
+        if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:
             # a bag replayed in a loop or a driver restart: process it, but make it visible
             self.counts["stamps_backwards"] += 1
-        self._last_stamp_s = stamp_s
+        self._last_stamp_ns = stamp
         info, intrinsics = self._camera_intrinsics(msg.header)
         with self._io_lock:
             pubs = dict(self._pubs)
