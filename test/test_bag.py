@@ -22,6 +22,7 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 from clip_depth_ros.bag import image_namespace, output_topics  # noqa: E402
+from clip_depth_ros.bag_reader import BagError, bag_topic_count, iter_bag_images  # noqa: E402
 from clip_depth_ros.camera_sync import CameraInfoPairing  # noqa: E402
 from clip_depth_ros.cli import main as cli_main  # noqa: E402
 from clip_depth_ros.geometry import project_points  # noqa: E402
@@ -245,6 +246,22 @@ def test_camera_info_pairing_on_bag_messages_nearest_stamp_then_latest():
     assert pairing.match(stamp_ns(time(sec=15, nanosec=0)), 1_500) is a  # latest received
     assert pairing.match(stamp_ns(time(sec=15, nanosec=0)), 9_000) is b
     assert pairing.match(stamp_ns(time(sec=15, nanosec=0)), 500) is None  # none received yet
+
+
+def test_one_reader_for_folders_and_storage_files(tmp_path):
+    """The shared reader (also the training tools'): a storage file opens its bag, a topic of
+    another type is named, and clip-depth bag takes the single file too."""
+    src = tmp_path / "in"
+    sent = write_bag(src, "mcap", frames=2)
+    (storage_file,) = src.glob("*.mcap")
+    images = list(iter_bag_images(storage_file, IMAGE_TOPIC))
+    assert [received for _, _, received in images] == [received for received, _ in sent]
+    assert all(rgb.shape == (H, W, 3) for _, rgb, _ in images)
+    assert bag_topic_count(src, IMAGE_TOPIC) == 2
+    with pytest.raises(BagError, match=f"sensor_msgs/msg/CameraInfo on '{INFO_TOPIC}'"):
+        bag_topic_count(src, INFO_TOPIC)
+    assert run_bag(storage_file, tmp_path / "out", "--image-topic", IMAGE_TOPIC) == 0
+    assert len(read_bag(tmp_path / "out")["/cam/depth"]) == 2
 
 
 def test_output_topics_follow_the_image_namespace():

@@ -16,6 +16,7 @@ from clip_depth_ros.backends.base import preprocess
 from clip_depth_ros.backends.torch_backend import TorchBackend
 from clip_depth_ros.config import get_model_config
 from clip_depth_ros.model import create_model
+from clip_depth_ros.stamps import stamp_from_ns
 from test_clipself import _stamp, write_bag
 from training.calibrate import (BinFit, bag_frames, calibrate, calibrated_config, folder_frames,
                                 main, nnls_normal, probabilities_at_input, write_config)
@@ -140,7 +141,7 @@ def test_folder_of_16bit_png_mm_pairs(config, backbone, frames, tmp_path):
 def _depth_msg(ts, stamp_s, depth_m, encoding):
     image = ts.types["sensor_msgs/msg/Image"]
     header = _stamp(ts, 0)
-    header.stamp.sec, header.stamp.nanosec = int(stamp_s), int(round(stamp_s % 1 * 1e9))
+    header.stamp = stamp_from_ns(round(stamp_s * 1e9), ts.types["builtin_interfaces/msg/Time"])
     pixels = _mm(depth_m) if encoding == "16UC1" else depth_m.astype("<f4")
     h, w = pixels.shape
     return image(header=header, height=h, width=w, encoding=encoding, is_bigendian=0,

@@ -36,18 +36,21 @@ import torch
 import torch.nn.functional as F
 
 from clip_depth_ros.backends.base import preprocess
+from clip_depth_ros.bag_reader import (IMAGE_TYPES, bag_topic_count, iter_bag_images,
+                                       iter_bag_messages)
 from clip_depth_ros.config import ModelConfig
 from clip_depth_ros.geometry import Intrinsics
+from clip_depth_ros.image_codec import image_to_numpy, message_buffer
 from clip_depth_ros.model import create_model
 from clip_depth_ros.model.depth_model import DepthModel
 from clip_depth_ros.model.depthclip import DepthCLIPHead
+from clip_depth_ros.stamps import stamp_seconds
 from clip_depth_ros.weights import atomic_write
 
-from .clipself import (decode_image_message, open_bag, raw_image_array, topic_connections,
-                       spread_indices)
+from .clipself import spread_indices
 
 log = logging.getLogger("training")
-DEPTH_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+DEPTH_TYPES = IMAGE_TYPES  # raw (16UC1, mono16, 32FC1) or compressed depth
 Frame = tuple[np.ndarray, np.ndarray]  # (RGB uint8 HxWx3, depth float32 metres, 0 = invalid)
 
 
@@ -198,7 +201,7 @@ def decode_depth_message(msg: Any, depth_scale: float = 1000.0) -> np.ndarray:
     """Depth in metres (0 = invalid) from 16UC1/mono16 (units of 1/depth_scale m, REP 118: mm)
     or 32FC1 (m) images, or compressedDepth / png-compressed 16-bit images."""
     if hasattr(msg, "format"):
-        data = np.frombuffer(memoryview(msg.data).cast("B"), np.uint8)
+        data = np.frombuffer(message_buffer(msg.data), np.uint8)
         if "compressedDepth" in msg.format:
             if "32FC1" in msg.format:
                 raise ValueError("32FC1 compressedDepth (quantised inverse depth) is not "
@@ -210,9 +213,9 @@ def decode_depth_message(msg: Any, depth_scale: float = 1000.0) -> np.ndarray:
                              "image")
         depth = raw.astype(np.float32) / np.float32(depth_scale)
     elif msg.encoding in ("16UC1", "mono16"):
-        depth = raw_image_array(msg, np.uint16, 1).astype(np.float32) / np.float32(depth_scale)
+        depth = image_to_numpy(msg).astype(np.float32) / np.float32(depth_scale)
     elif msg.encoding == "32FC1":
-        depth = raw_image_array(msg, np.float32, 1).copy()
+        depth = image_to_numpy(msg).copy()
     else:
         raise ValueError(f"depth encoding {msg.encoding!r} is not supported (16UC1, mono16, "
                          "32FC1, compressedDepth)")
@@ -221,8 +224,7 @@ def decode_depth_message(msg: Any, depth_scale: float = 1000.0) -> np.ndarray:
 
 def _stamp_s(msg: Any, log_time_ns: int) -> float:
     """The header stamp in seconds; the bag's log time when the header is empty."""
-    stamp = msg.header.stamp
-    seconds = stamp.sec + stamp.nanosec * 1e-9
+    seconds = stamp_seconds(msg.header.stamp)
     return seconds if seconds > 0 else log_time_ns * 1e-9
 
 
@@ -233,37 +235,28 @@ def bag_frames(bag: Union[str, Path], image_topic: str, depth_topic: str, frames
 
     The depth must be registered to the colour image (e.g. RealSense aligned_depth_to_color).
     """
-    with open_bag(bag) as reader:
-        images = topic_connections(reader, image_topic)
-        depths = topic_connections(reader, depth_topic, DEPTH_TYPES)
-        keep = set(spread_indices(sum(c.msgcount for c in images), frames))
-        chosen: list[tuple[float, np.ndarray]] = []
-        depth_stamps: list[float] = []
-        index = 0
-        image_ids = {c.id for c in images}
-        for conn, time_ns, raw in reader.messages(connections=images + depths):
-            msg = reader.deserialize(raw, conn.msgtype)
-            if conn.id in image_ids:
-                if index in keep:
-                    chosen.append((_stamp_s(msg, time_ns), decode_image_message(msg)))
-                index += 1
-            else:
-                depth_stamps.append(_stamp_s(msg, time_ns))
-        order = sorted(range(len(depth_stamps)), key=depth_stamps.__getitem__)
-        stamps = [depth_stamps[i] for i in order]
-        wanted: dict[int, list[int]] = {}  # depth message number -> chosen image numbers
-        for n, (stamp, _) in enumerate(chosen):
-            j = bisect.bisect_left(stamps, stamp)
-            near = min((k for k in (j - 1, j) if 0 <= k < len(stamps)),
-                       key=lambda k: abs(stamps[k] - stamp), default=None)
-            if near is not None and abs(stamps[near] - stamp) <= max_dt:
-                wanted.setdefault(order[near], []).append(n)
-        pairs: dict[int, Frame] = {}
-        for m, (conn, _, raw) in enumerate(reader.messages(connections=depths)):
-            if m in wanted:
-                depth = decode_depth_message(reader.deserialize(raw, conn.msgtype), depth_scale)
-                for n in wanted[m]:
-                    pairs[n] = (chosen[n][1], depth)
+    count = bag_topic_count(bag, image_topic)
+    bag_topic_count(bag, depth_topic, DEPTH_TYPES)  # a wrong depth topic fails before decoding
+    keep = set(spread_indices(count, frames))
+    chosen = [(_stamp_s(msg, time_ns), rgb)
+              for msg, rgb, time_ns in iter_bag_images(bag, image_topic, keep)]
+    depth_stamps = [_stamp_s(msg, time_ns)
+                    for msg, time_ns in iter_bag_messages(bag, depth_topic, DEPTH_TYPES)]
+    order = sorted(range(len(depth_stamps)), key=depth_stamps.__getitem__)
+    stamps = [depth_stamps[i] for i in order]
+    wanted: dict[int, list[int]] = {}  # depth message number -> chosen image numbers
+    for n, (stamp, _) in enumerate(chosen):
+        j = bisect.bisect_left(stamps, stamp)
+        near = min((k for k in (j - 1, j) if 0 <= k < len(stamps)),
+                   key=lambda k: abs(stamps[k] - stamp), default=None)
+        if near is not None and abs(stamps[near] - stamp) <= max_dt:
+            wanted.setdefault(order[near], []).append(n)
+    pairs: dict[int, Frame] = {}
+    depths = iter_bag_messages(bag, depth_topic, DEPTH_TYPES, keep=wanted)
+    for m, (msg, _) in zip(sorted(wanted), depths):  # kept records come in bag order
+        depth = decode_depth_message(msg, depth_scale)
+        for n in wanted[m]:
+            pairs[n] = (chosen[n][1], depth)
     if len(pairs) < len(chosen):
         log.warning("%d of %d frames had no depth within %.3f s and were skipped",
                     len(chosen) - len(pairs), len(chosen), max_dt)

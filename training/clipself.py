@@ -11,8 +11,8 @@ embedding of the same cell, cropped and resized to the tower's input size (loss 
 The result is saved as a full open_clip state dict (refined visual weights, untouched text
 tower), so every depth method can start from it as ``backbone_weights``.
 
-Images come from a folder (png/jpg) or one image topic of a rosbag2 (read with the ``rosbags``
-library, no ROS install needed); the bag helpers here are shared with ``training.calibrate``.
+Images come from a folder (png/jpg) or one image topic of a bag (rosbag2 or ROS 1), read and
+decoded by the runtime's own bag reader (``clip_depth_ros.bag_reader``, no ROS install needed).
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clip_depth_ros.backends.base import check_image, resize_to_input
+from clip_depth_ros.bag_reader import bag_topic_count, iter_bag_images
 from clip_depth_ros.config import ModelConfig, get_model_config
 from clip_depth_ros.model.backbone import ImageEncoder
 from clip_depth_ros.model.conv_backbone import build_image_encoder
@@ -41,10 +42,7 @@ from clip_depth_ros.weights import WeightsError, atomic_write
 log = logging.getLogger("training")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 BAG_SUFFIXES = (".db3", ".mcap", ".bag")
-_RAW_RGB = {"rgb8": (3, None), "bgr8": (3, cv2.COLOR_BGR2RGB), "rgba8": (4, cv2.COLOR_RGBA2RGB),
-            "bgra8": (4, cv2.COLOR_BGRA2RGB), "mono8": (1, cv2.COLOR_GRAY2RGB)}
 
 
 # ---------------------------------------------------------------------------- image sources
@@ -71,75 +69,12 @@ def spread_indices(n: int, limit: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, limit)})
 
 
-def open_bag(path: Union[str, Path]) -> Any:
-    """A rosbags AnyReader for a rosbag2 folder (or its .db3/.mcap file, or a ROS 1 .bag);
-    use it as a context manager."""
-    try:
-        from rosbags.highlevel import AnyReader
-        from rosbags.typesys import Stores, get_typestore
-    except ImportError:
-        raise ImportError("reading bags needs the 'rosbags' package: pip install rosbags") from None
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"bag not found: {path}")
-    if path.suffix in (".db3", ".mcap"):  # a rosbag2 storage file: the bag is its folder
-        path = path.parent
-    return AnyReader([path], default_typestore=get_typestore(Stores.ROS2_HUMBLE))
-
-
-def topic_connections(reader: Any, topic: str, kinds: Sequence[str] = IMAGE_TYPES) -> list[Any]:
-    """The reader's connections of ``topic``; ValueError naming the image topics otherwise."""
-    found = [c for c in reader.connections if c.topic == topic]
-    if not found or any(c.msgtype not in kinds for c in found):
-        images = sorted({f"{c.topic} ({c.msgtype})" for c in reader.connections
-                         if c.msgtype in kinds})
-        what = "has no topic" if not found else f"has {found[0].msgtype} on"
-        raise ValueError(f"bag {reader.paths[0]} {what} '{topic}'; image topics in it: "
-                         f"{', '.join(images) or 'none'}")
-    return found
-
-
-def raw_image_array(msg: Any, dtype: np.dtype, channels: int) -> np.ndarray:
-    """The (H, W[, C]) pixels of a sensor_msgs/Image as ``dtype`` (row step and endianness
-    honoured)."""
-    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels * dtype.itemsize
-    data = np.frombuffer(memoryview(msg.data).cast("B"), np.uint8)
-    if step < row_bytes or data.size < height * step:
-        raise ValueError(f"{msg.encoding} image {width}x{height}: step {step} / "
-                         f"{data.size} bytes do not hold its pixels")
-    rows = data[:height * step].reshape(height, step)[:, :row_bytes]
-    pixels = np.ascontiguousarray(rows).view(dtype).astype(dtype.newbyteorder("="))
-    return pixels.reshape((height, width, channels) if channels > 1 else (height, width))
-
-
-def decode_image_message(msg: Any) -> np.ndarray:
-    """RGB uint8 (H, W, 3) from a sensor_msgs Image (rgb8/bgr8/rgba8/bgra8/mono8) or a
-    CompressedImage (jpeg/png)."""
-    if hasattr(msg, "format"):  # CompressedImage
-        bgr = cv2.imdecode(np.frombuffer(memoryview(msg.data).cast("B"), np.uint8),
-                           cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"compressed image ({msg.format!r}) cannot be decoded")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if msg.encoding not in _RAW_RGB:
-        raise ValueError(f"image encoding {msg.encoding!r} is not a colour image; supported: "
-                         f"{', '.join(_RAW_RGB)} and compressed jpeg/png")
-    channels, conversion = _RAW_RGB[msg.encoding]
-    pixels = raw_image_array(msg, np.uint8, channels)
-    return pixels if conversion is None else cv2.cvtColor(pixels, conversion)
-
-
 def bag_images(bag: Union[str, Path], topic: str, max_images: int = 0) -> Iterator[np.ndarray]:
-    """RGB uint8 images of one image topic of a bag (evenly thinned to max_images)."""
-    with open_bag(bag) as reader:
-        connections = topic_connections(reader, topic)
-        count = sum(c.msgcount for c in connections)
-        keep = set(spread_indices(count, max_images))
-        for i, (conn, _, raw) in enumerate(reader.messages(connections=connections)):
-            if i in keep:
-                yield decode_image_message(reader.deserialize(raw, conn.msgtype))
+    """RGB uint8 images of one image topic of a bag (evenly thinned to max_images), decoded
+    as the node decodes them."""
+    keep = set(spread_indices(bag_topic_count(bag, topic), max_images))
+    for _, rgb, _ in iter_bag_images(bag, topic, keep):
+        yield rgb
 
 
 def load_images(source: Union[str, Path], config: ModelConfig, image_topic: Optional[str] = None,
@@ -164,12 +99,11 @@ def load_images(source: Union[str, Path], config: ModelConfig, image_topic: Opti
 
 
 def normalise(images_u8: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> the model's normalised float input (N, 3, H, W)."""
-    x = images_u8.permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(config.mean).view(1, 3, 1, 1)
-    std = torch.tensor(config.std).view(1, 3, 1, 1)
+    """uint8 (N, H, W, 3) -> the model's normalised float input (N, 3, H, W), with the
+    model's own preprocessing (``ModelConfig.uint8_normalization``)."""
+    scale, offset = (torch.from_numpy(v).view(1, 3, 1, 1) for v in config.uint8_normalization())
     # contiguous NCHW: the permuted (channels-last) layout crashes some CPU conv backward passes
-    return ((x - mean) / std).contiguous()
+    return (images_u8.permute(0, 3, 1, 2).float() * scale + offset).contiguous()
 
 
 # ---------------------------------------------------------------------------- the objective
