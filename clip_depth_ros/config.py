@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 BACKBONE_CONFIG_DIR = MODEL_CONFIG_DIR / "backbones"
@@ -20,6 +20,17 @@ BIN_SPACINGS = ("log", "linear")
 # OpenAI CLIP normalisation, the default of every open_clip model we use.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def uint8_normalization(mean: Sequence[float], std: Sequence[float]
+                        ) -> tuple["np.ndarray", "np.ndarray"]:
+    """(scale, offset), float32 per channel, of ``(uint8 / 255 - mean) / std`` written as
+    ``uint8 * scale + offset``: the one normalisation formula (see ModelConfig's method)."""
+    import numpy as np
+    std_arr = np.asarray(std, dtype=np.float32)
+    scale = (1.0 / (255.0 * std_arr)).astype(np.float32)
+    offset = (-np.asarray(mean, dtype=np.float32) / std_arr).astype(np.float32)
+    return scale, offset
 
 
 from .errors import ConfigError  # noqa: E402  (re-exported: the historic import path)
@@ -215,11 +226,7 @@ class ModelConfig:
         The model's preprocessing travels with it (as open_clip's does); every path that feeds
         the network (numpy, torch on the device, training, calibration) derives from this.
         """
-        import numpy as np
-        std = np.asarray(self.std, dtype=np.float32)
-        scale = (1.0 / (255.0 * std)).astype(np.float32)
-        offset = (-np.asarray(self.mean, dtype=np.float32) / std).astype(np.float32)
-        return scale, offset
+        return uint8_normalization(self.mean, self.std)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of this config."""

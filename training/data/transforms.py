@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from clip_depth_ros.config import uint8_normalization
 from clip_depth_ros.geometry import Intrinsics
 
 Sample = dict[str, Any]
@@ -185,17 +186,19 @@ class Compose:
 def to_tensors(sample: Sample, mean: Sequence[float], std: Sequence[float]) -> dict[str, Any]:
     """Tensors for a model: normalised float32 3xHxW image, 1xHxW depth and mask, focal_px (fx).
 
-    image = (rgb / 255 - mean) / std per channel.  "intrinsics" becomes a float32 tensor
-    [fx, fy, cx, cy] so default_collate can batch it; "name" stays a string.
+    image = (rgb / 255 - mean) / std per channel, by the runtime's one formula
+    (``clip_depth_ros.config.uint8_normalization``, what ``ModelConfig.uint8_normalization``
+    and so every inference path use).  "intrinsics" becomes a float32 tensor [fx, fy, cx, cy]
+    so default_collate can batch it; "name" stays a string.
     """
     image = torch.from_numpy(np.ascontiguousarray(sample["image"])).permute(2, 0, 1).float()
-    mean_t = torch.as_tensor(mean, dtype=torch.float32).reshape(3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(3, 1, 1)
+    scale, offset = (torch.from_numpy(v).reshape(3, 1, 1)
+                     for v in uint8_normalization(mean, std))
     k: Intrinsics = sample["intrinsics"]
     if not math.isfinite(k.fx):
         raise ValueError(f"sample {sample.get('name')!r} has no finite focal length")
     return {
-        "image": (image / 255.0 - mean_t) / std_t,
+        "image": image * scale + offset,
         "depth": torch.from_numpy(np.ascontiguousarray(sample["depth"], dtype=np.float32))[None],
         "valid_mask": torch.from_numpy(
             np.ascontiguousarray(sample["valid_mask"], dtype=bool))[None],
