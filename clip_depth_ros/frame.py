@@ -39,6 +39,17 @@ class FrameRequest:
 
 
 @dataclass
+class FrameContext:
+    """What post-model steps may read besides the outputs: the frame's input and stamp."""
+
+    image_rgb: np.ndarray
+    intrinsics: Optional[Intrinsics] = None  # at the image's resolution (None: unknown)
+    request: "FrameRequest" = None  # type: ignore[assignment]
+    stamp_s: Optional[float] = None  # the image's header stamp (seconds)
+    sparse_depth_m: Optional[np.ndarray] = None  # metric measurements, NaN / 0 = none
+
+
+@dataclass
 class FrameOutputs:
     """Everything one frame produced, plus per-stage timings in milliseconds."""
 
@@ -46,6 +57,8 @@ class FrameOutputs:
     intrinsics: Optional[Intrinsics] = None  # at the depth image's resolution
     cloud: Optional[np.ndarray] = None  # (H', W', 3 | 4) float32 PointCloud2 body
     colored_bgr: Optional[np.ndarray] = None  # (H, W, 3) uint8
+    confidence: Optional[np.ndarray] = None  # (H, W) float32 in [0, 1], NaN = invalid depth
+    model_confidence: Optional[np.ndarray] = None  # the model's own term, when it has one
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -95,7 +108,7 @@ class MessageKit(Protocol):
 
 # output key -> topic name relative to the node (or to the camera namespace in a bag)
 OUTPUT_TOPICS = {"depth": "depth", "info": "depth/camera_info", "points": "points",
-                 "colored": "depth/colored"}
+                 "colored": "depth/colored", "confidence": "depth/confidence"}
 
 
 def frame_messages(outputs: FrameOutputs, header: Any, info_template: Any,
@@ -110,4 +123,6 @@ def frame_messages(outputs: FrameOutputs, header: Any, info_template: Any,
         messages["points"] = kit.pointcloud2(outputs.cloud, header)
     if outputs.colored_bgr is not None:
         messages["colored"] = kit.image(outputs.colored_bgr, "bgr8", header)
+    if outputs.confidence is not None:
+        messages["confidence"] = kit.image(outputs.confidence, "32FC1", header)
     return messages

@@ -19,7 +19,7 @@ from typing import Generic, Optional, Protocol, TypeVar
 import numpy as np
 
 from .backends.base import DepthBackend
-from .frame import FrameOutputs, FrameRequest
+from .frame import FrameContext, FrameOutputs, FrameRequest
 from .geometry import Intrinsics
 
 T = TypeVar("T")
@@ -37,10 +37,16 @@ class PipelineSettings:
 
 
 class PostModelStep(Protocol):
-    """One step after the model (e.g. scale anchoring): it may change the outputs in place.
-    A step that rescales depth must rescale the cloud's x, y, z the same way."""
+    """One step after the model (scale anchoring, confidence, point filters): it may change
+    the outputs in place.  A step that changes depth must change the cloud (and the colours)
+    to match."""
 
-    def __call__(self, outputs: FrameOutputs, image_rgb: np.ndarray) -> FrameOutputs:
+    @property
+    def active(self) -> bool:
+        """Whether the step has anything to do with its current settings (else skipped: a
+        step that is off costs nothing)."""
+
+    def __call__(self, outputs: FrameOutputs, ctx: FrameContext) -> FrameOutputs:
         """The frame's outputs after this step."""
 
 
@@ -72,17 +78,23 @@ class DepthPipeline:
 
     def process(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
                 want_points: bool = False, want_rgb: bool = False,
-                want_colored: bool = False) -> FrameOutputs:
-        """Depth for one RGB frame; points only with valid intrinsics, extras only if wanted."""
+                want_colored: bool = False, stamp_s: Optional[float] = None,
+                sparse_depth_m: Optional[np.ndarray] = None) -> FrameOutputs:
+        """Depth for one RGB frame; points only with valid intrinsics, extras only if wanted.
+
+        stamp_s (the image's stamp) and sparse_depth_m (metric measurements) are for the
+        post-model steps (the temporal scale filter, the sparse-depth anchor)."""
         height, width = image_rgb.shape[:2]
         if intrinsics is not None:
             intrinsics = intrinsics.scaled_to(width, height) if intrinsics.is_valid() else None
-        outputs = self.backend.infer_frame(
-            image_rgb, intrinsics,
-            self.request(want_points and intrinsics is not None, want_rgb, want_colored))
+        request = self.request(want_points and intrinsics is not None, want_rgb, want_colored)
+        outputs = self.backend.infer_frame(image_rgb, intrinsics, request)
+        ctx = FrameContext(image_rgb, intrinsics, request, stamp_s, sparse_depth_m)
         for step in self.steps:
+            if not step.active:
+                continue
             t0 = time.perf_counter()
-            outputs = step(outputs, image_rgb)
+            outputs = step(outputs, ctx)
             outputs.timings_ms[type(step).__name__] = (time.perf_counter() - t0) * 1e3
         return outputs
 

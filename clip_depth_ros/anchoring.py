@@ -1,0 +1,202 @@
+"""Metric scale from what the robot knows: the floor under a camera of known height, or sparse
+metric measurements (projected LiDAR, RGB-D depth with holes).  Pure numpy, no ROS.
+
+Each fit returns a :class:`ScaleEstimate`: the factor that turns the model's depth into metres
+(anchored = scale * model depth), the number of points that support it, and why it failed
+when it did.  :mod:`.temporal` filters the factor over time; :class:`.anchor_step.ScaleAnchor`
+puts both between the model and the point cloud.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from .geometry import Intrinsics, ray_grid
+
+ANCHORS = ("none", "ground_plane", "sparse_depth")
+MAX_TILT_DEG = 30.0  # pitch / roll of the camera against the floor the fit accepts
+MAX_CAMERA_HEIGHT_M = 10.0
+
+
+@dataclass(frozen=True)
+class ScaleEstimate:
+    """One frame's scale fit: ok with a scale, or a failure reason ('no_floor', ...)."""
+
+    scale: float = 1.0
+    support: int = 0  # inliers (ground plane) or measured pixels used (sparse depth)
+    ok: bool = False
+    reason: str = ""  # empty when ok
+    shift: float = 0.0  # sparse_depth with a shift: anchored = 1 / (scale / depth + shift)
+
+
+def _failed(reason: str, support: int = 0) -> ScaleEstimate:
+    return ScaleEstimate(ok=False, reason=reason, support=support)
+
+
+# ---------------------------------------------------------------------------- ground plane
+def floor_samples(depth_m: np.ndarray, intrinsics: Intrinsics, max_points: int = 2000
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Optical-frame points of the lower image half on a coarse grid: (N, 3) points with valid
+    depth, and the (rows, cols) boolean grid they came from (row-major order)."""
+    height, width = depth_m.shape
+    step = max(1, int(math.sqrt(height * width / 2 / max_points)))
+    top = height // 2
+    x_over_z, y_over_z = ray_grid(intrinsics, step)
+    rows = slice(top - top % step, height, step)  # aligned with ray_grid's rows
+    z = depth_m[rows, ::step].astype(np.float32)
+    xs = np.broadcast_to(x_over_z, z.shape) * z
+    ys = y_over_z[rows.start // step:rows.start // step + z.shape[0]] * z
+    points = np.stack([xs, ys, z], axis=-1).reshape(-1, 3)
+    valid = np.isfinite(points).all(axis=1) & (points[:, 2] > 0)
+    return points[valid], valid.reshape(z.shape)
+
+
+def _candidate_planes(points: np.ndarray, trios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals (K, 3), oriented up (-y: optical y points down), and offsets (K,) of the
+    planes n.p + d = 0 through each trio of points; degenerate trios get a zero normal."""
+    p0, p1, p2 = points[trios[:, 0]], points[trios[:, 1]], points[trios[:, 2]]
+    normals = np.cross(p1 - p0, p2 - p0)
+    norms = np.linalg.norm(normals, axis=1, keepdims=True)
+    normals = np.where(norms > 1e-9, normals / np.maximum(norms, 1e-12), 0.0)
+    normals *= np.where(normals[:, 1:2] > 0, -1.0, 1.0)
+    return normals, -np.einsum("ij,ij->i", normals, p0)
+
+
+def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_m: float,
+                     iterations: int = 128, inlier_rel: float = 0.05, min_inliers: int = 60,
+                     min_fraction: float = 0.08, seed: int = 0) -> ScaleEstimate:
+    """scale = camera_height_m / the predicted floor's distance from the camera.
+
+    RANSAC over points of the lower image half: a plane counts only with its upward normal
+    within :data:`MAX_TILT_DEG` of the camera's up axis and the camera above it; residuals
+    are relative to the plane's distance, so the fit does not depend on the (wrong) scale.  All
+    candidates are scored in one matrix product; the winner is refined by least squares.
+    """
+    if not 0 < camera_height_m <= MAX_CAMERA_HEIGHT_M:
+        return _failed("camera_height_unset")
+    points, grid = floor_samples(depth_m, intrinsics)
+    if len(points) < min_inliers:
+        return _failed("no_floor", len(points))
+    rng = np.random.default_rng(seed)
+    normals, offsets = _candidate_planes(points, rng.integers(0, len(points),
+                                                              size=(iterations, 3)))
+    plausible = (-normals[:, 1] >= math.cos(math.radians(MAX_TILT_DEG))) & (offsets > 0)
+    if not plausible.any():
+        return _failed("no_floor")
+    normals, offsets = normals[plausible], offsets[plausible]
+    # residuals relative to the plane's own distance (its camera height in model units):
+    # scale-free, and a kerb or a rug 5 cm high is 3% of 1.6 m whether near or far
+    residual = np.abs(points @ normals.T + offsets) / offsets
+    # MSAC: the truncated squared residual prefers the plane that fits its inliers best, not
+    # merely the one with most points inside the band (a floor plus the walls' feet)
+    best = int(np.argmin(np.minimum(residual, inlier_rel).__pow__(2).sum(axis=0)))
+    inliers = residual[:, best] < inlier_rel
+    best_count = int(inliers.sum())
+    if best_count < max(min_inliers, min_fraction * len(points)):
+        return _failed("no_floor", best_count)
+    normal, offset = _refine(points[inliers])
+    for _ in range(4):  # IRLS: Cauchy weights on relative residuals (bumps on the floor weigh
+        # little: a rug, a box's foot), starting from the band's inliers
+        rel = (points @ normal + offset) / offset
+        weights = inliers / (1.0 + (rel / (inlier_rel / 6)) ** 2)
+        normal, offset = _refine(points, weights)
+        if offset <= 0:
+            break
+    if -normal[1] < math.cos(math.radians(MAX_TILT_DEG)) or offset <= 0:
+        return _failed("implausible_floor", best_count)
+    # a thin band for the area test: a vertical surface crosses a horizontal plane in a strip
+    # as tall as the band, which at 3% spans neighbouring grid rows; the floor fills any band
+    tight = np.abs(points @ normal + offset) / offset < inlier_rel / 3
+    if tight.sum() < min_inliers or not _covers_an_area(tight, grid):
+        return _failed("no_floor", int(tight.sum()))
+    return ScaleEstimate(scale=camera_height_m / offset, support=int(tight.sum()), ok=True)
+
+
+def _covers_an_area(inliers: np.ndarray, grid: np.ndarray, min_share: float = 0.5) -> bool:
+    """A floor covers an area of the image; the feet of walls or a box's edge only a line,
+    which a plane also fits.  Share of inlier samples whose grid neighbour below is one too."""
+    layout = np.zeros(grid.shape, dtype=bool)
+    layout[grid] = inliers
+    below_too = layout[:-1] & layout[1:]
+    return bool(below_too.sum() >= min_share * max(layout[:-1].sum(), 1))
+
+
+def _refine(points: np.ndarray, weights: Optional[np.ndarray] = None
+            ) -> tuple[np.ndarray, float]:
+    """(Weighted) least-squares plane (normal up, offset) through points."""
+    weights = np.ones(len(points)) if weights is None else weights
+    centre = (weights[:, None] * points).sum(axis=0) / weights.sum()
+    centred = (points - centre) * np.sqrt(weights)[:, None]
+    normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    if normal[1] > 0:
+        normal = -normal
+    return normal, -float(normal @ centre)
+
+
+# ---------------------------------------------------------------------------- sparse depth
+def sparse_pairs(depth_m: np.ndarray, sparse_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted, measured) at every valid measurement; the sparse image may have any
+    resolution covering the same field of view (nearest prediction pixel per measurement)."""
+    height, width = depth_m.shape
+    sh, sw = sparse_m.shape
+    valid = np.isfinite(sparse_m) & (sparse_m > 0)
+    rows, cols = np.nonzero(valid)
+    # pixel centres map through the shared field of view, as camera_info scaling does
+    v = np.clip(((rows + 0.5) * height / sh - 0.5).round().astype(int), 0, height - 1)
+    u = np.clip(((cols + 0.5) * width / sw - 0.5).round().astype(int), 0, width - 1)
+    predicted = depth_m[v, u].astype(np.float64)
+    keep = np.isfinite(predicted) & (predicted > 0)
+    return predicted[keep], sparse_m[rows, cols].astype(np.float64)[keep]
+
+
+def fit_sparse_scale(depth_m: np.ndarray, sparse_m: np.ndarray, min_points: int = 20,
+                     fit_shift: bool = False, iterations: int = 5) -> ScaleEstimate:
+    """Robust scale (and optionally an inverse-depth shift) from sparse metric measurements.
+
+    Scale: the median of log(measured / predicted), then IRLS with Cauchy weights on the log
+    residuals (outliers such as LiDAR points on a glass pane weigh little).  With fit_shift,
+    1/measured = scale_inv * 1/predicted + shift, fitted by weighted least squares on the
+    inliers of the scale-only fit (the affine-invariant models' convention).
+    """
+    predicted, measured = sparse_pairs(depth_m, sparse_m)
+    if len(measured) < min_points:
+        return _failed("too_few_sparse_points", len(measured))
+    log_ratio = np.log(measured) - np.log(predicted)
+    log_s = float(np.median(log_ratio))
+    spread = max(1.4826 * float(np.median(np.abs(log_ratio - log_s))), 0.01)
+    for _ in range(iterations):
+        weights = 1.0 / (1.0 + ((log_ratio - log_s) / (2.0 * spread)) ** 2)
+        log_s = float(np.sum(weights * log_ratio) / np.sum(weights))
+    if not fit_shift:
+        return ScaleEstimate(scale=math.exp(log_s), support=len(measured), ok=True)
+    inliers = np.abs(log_ratio - log_s) < 3 * spread
+    design = np.stack([1.0 / predicted[inliers], np.ones(int(inliers.sum()))], axis=1)
+    (a, b), *_ = np.linalg.lstsq(design, 1.0 / measured[inliers], rcond=None)
+    if not a > 0:
+        return ScaleEstimate(scale=math.exp(log_s), support=len(measured), ok=True)
+    return ScaleEstimate(scale=1.0 / float(a), support=int(inliers.sum()), ok=True,
+                         shift=float(b))
+
+
+def apply_scale(depth_m: np.ndarray, estimate: ScaleEstimate, scale: float) -> np.ndarray:
+    """Anchored depth: scale * depth, or 1 / (1 / (scale * depth) + shift) with a shift."""
+    anchored = depth_m * np.float32(scale)
+    if estimate.shift:
+        with np.errstate(divide="ignore"):
+            inverse = 1.0 / anchored + np.float32(estimate.shift)
+            anchored = np.where(inverse > 0, 1.0 / inverse, np.inf).astype(np.float32)
+    return anchored
+
+
+def fill_holes(anchored_m: np.ndarray, sparse_m: np.ndarray) -> np.ndarray:
+    """Measured pixels as measured, the rest from the anchored prediction (RGB-D hole
+    filling); the sparse image is resized to the depth image with nearest neighbours."""
+    height, width = anchored_m.shape
+    if sparse_m.shape != (height, width):
+        sparse_m = cv2.resize(sparse_m, (width, height), interpolation=cv2.INTER_NEAREST)
+    measured = np.isfinite(sparse_m) & (sparse_m > 0)
+    return np.where(measured, sparse_m, anchored_m).astype(np.float32)

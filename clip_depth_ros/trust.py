@@ -1,0 +1,191 @@
+"""The post-model steps that make depth trustworthy: a metric scale anchored to what the robot
+knows and filtered over time (:class:`ScaleAnchor`), then confidence and the removal of
+untrusted and flying pixels from the point cloud (:class:`PointTrust`).  Pure numpy; the node,
+``clip-depth bag``, ``clip-depth predict`` and ``training.evaluate`` put them in a
+``DepthPipeline`` with the same :class:`TrustSettings`.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .anchoring import (ANCHORS, MAX_CAMERA_HEIGHT_M, ScaleEstimate, apply_scale, fill_holes,
+                        fit_ground_plane, fit_sparse_scale)
+from .colorize import colorize_depth
+from .confidence import depth_confidence, flying_pixels
+from .errors import ConfigError
+from .frame import FrameContext, FrameOutputs
+from .geometry import depth_to_points
+from .temporal import ScaleFilter
+
+
+@dataclass
+class TrustSettings:
+    """The trust parameters (the node's names; all runtime-changeable)."""
+
+    scale_anchor: str = "none"  # none | ground_plane | sparse_depth
+    camera_height_m: float = 0.0  # 0 = unset
+    scale_time_constant_s: float = 1.0  # 0 = no temporal filtering
+    sparse_depth_fill: bool = False
+    sparse_min_points: int = 20
+    sparse_fit_shift: bool = False
+    min_confidence: float = 0.0  # 0 = off
+    edge_filter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scale_anchor not in ANCHORS:
+            raise ConfigError(f"scale_anchor must be one of {', '.join(ANCHORS)}, not "
+                              f"'{self.scale_anchor}'")
+        if not 0 <= self.camera_height_m <= MAX_CAMERA_HEIGHT_M:
+            raise ConfigError(f"camera_height_m must be within [0, {MAX_CAMERA_HEIGHT_M}] m "
+                              f"(0 = unset), not {self.camera_height_m}")
+        if not 0 <= self.min_confidence <= 1:
+            raise ConfigError(f"min_confidence must be within [0, 1], not {self.min_confidence}")
+
+
+@dataclass
+class AnchorStatus:
+    """What the anchor did lately, for /diagnostics and the throttled warning."""
+
+    source: str = "model"  # model | ground_plane | sparse_depth | last_good
+    scale: float = 1.0
+    support: int = 0
+    fallbacks: Counter = field(default_factory=Counter)
+    failing_for: int = 0  # consecutive frames whose fit failed
+    last_reason: str = ""
+
+
+class ScaleAnchor:
+    """Post-model step: anchored, temporally filtered scale applied to depth and cloud."""
+
+    def __init__(self, settings: TrustSettings):
+        self.settings = settings
+        self.filter = ScaleFilter(settings.scale_time_constant_s)
+        self.status = AnchorStatus()
+
+    def update_settings(self, settings: TrustSettings) -> None:
+        """New settings (runtime change); a new anchor source restarts the filter."""
+        if settings.scale_anchor != self.settings.scale_anchor:
+            self.filter.reset()
+            self.status = AnchorStatus()
+        self.filter.time_constant_s = settings.scale_time_constant_s
+        self.settings = settings
+
+    @property
+    def active(self) -> bool:
+        """Whether this step changes depth at all."""
+        return self.settings.scale_anchor != "none"
+
+    def _estimate(self, outputs: FrameOutputs, ctx: FrameContext) -> ScaleEstimate:
+        s = self.settings
+        if s.scale_anchor == "ground_plane":
+            if outputs.intrinsics is None:
+                return ScaleEstimate(reason="no_camera_info")
+            return fit_ground_plane(outputs.depth_m, outputs.intrinsics, s.camera_height_m)
+        if ctx.sparse_depth_m is None:
+            return ScaleEstimate(reason="no_sparse_depth")
+        return fit_sparse_scale(outputs.depth_m, ctx.sparse_depth_m, s.sparse_min_points,
+                                s.sparse_fit_shift)
+
+    def __call__(self, outputs: FrameOutputs, ctx: FrameContext) -> FrameOutputs:
+        """Fit, filter and apply the scale (a no-op with scale_anchor none)."""
+        if not self.active:
+            self.status.source, self.status.scale = "model", 1.0
+            return outputs
+        estimate = self._estimate(outputs, ctx)
+        status = self.status
+        if estimate.ok:
+            t = ctx.stamp_s if ctx.stamp_s is not None else 0.0
+            scale = self.filter.update(estimate.scale, t)
+            status.source, status.support = self.settings.scale_anchor, estimate.support
+            status.failing_for, status.last_reason = 0, ""
+        else:
+            status.fallbacks[estimate.reason] += 1
+            status.failing_for += 1
+            status.last_reason = estimate.reason
+            held = self.filter.scale
+            scale = held if held is not None else 1.0
+            status.source = "last_good" if held is not None else "model"
+            status.support = estimate.support
+            estimate = ScaleEstimate(scale=scale, ok=False)
+        status.scale = scale
+        return self._apply(outputs, ctx, estimate, scale)
+
+    def _apply(self, outputs: FrameOutputs, ctx: FrameContext, estimate: ScaleEstimate,
+               scale: float) -> FrameOutputs:
+        depth = apply_scale(outputs.depth_m, estimate, scale)
+        reshaped = bool(estimate.shift)
+        if self.settings.sparse_depth_fill and ctx.sparse_depth_m is not None:
+            depth, reshaped = fill_holes(depth, ctx.sparse_depth_m), True
+        outputs.depth_m = depth
+        if outputs.cloud is not None:
+            request = ctx.request
+            if reshaped:  # not a plain factor: back-project the new depth
+                outputs.cloud[..., :3] = depth_to_points(depth, outputs.intrinsics,
+                                                         request.point_stride,
+                                                         request.max_range_m)
+            else:
+                xyz = outputs.cloud[..., :3]
+                xyz *= np.float32(scale)
+                xyz[~(xyz[..., 2] <= min(request.max_range_m, np.finfo(np.float32).max))] = \
+                    np.nan
+        if outputs.colored_bgr is not None:  # recolour: the colours show metres
+            lo, hi = ctx.request.display_range_m
+            outputs.colored_bgr = colorize_depth(depth, lo, hi, ctx.request.colormap)
+        return outputs
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Key/values for /diagnostics."""
+        st = self.status
+        values: dict[str, Any] = {"scale_anchor": self.settings.scale_anchor,
+                                  "scale_source": st.source, "scale": st.scale,
+                                  "anchor_support": st.support,
+                                  "scale_filter_resets": self.filter.resets}
+        values.update({f"anchor_fallback_{k}": v for k, v in sorted(st.fallbacks.items())})
+        return values
+
+
+class PointTrust:
+    """Post-model step: confidence (when wanted) and the points it and the edge filter keep."""
+
+    def __init__(self, settings: TrustSettings, want_confidence: bool = False):
+        self.settings = settings
+        self.want_confidence = want_confidence
+        self.removed = Counter()
+
+    @property
+    def active(self) -> bool:
+        """Whether this step has anything to do."""
+        s = self.settings
+        return self.want_confidence or s.edge_filter or s.min_confidence > 0
+
+    def __call__(self, outputs: FrameOutputs, ctx: FrameContext) -> FrameOutputs:
+        """Confidence image and the point mask (points only; depth is never masked)."""
+        s = self.settings
+        need_conf = self.want_confidence or (s.min_confidence > 0 and outputs.cloud is not None)
+        if need_conf:
+            outputs.confidence = depth_confidence(outputs.depth_m, outputs.model_confidence)
+        if outputs.cloud is None:
+            return outputs
+        drop = np.zeros(outputs.depth_m.shape, dtype=bool)
+        if s.edge_filter:
+            edges = flying_pixels(outputs.depth_m)
+            self.removed["flying"] += int(edges.sum())
+            drop |= edges
+        if s.min_confidence > 0:
+            low = ~(outputs.confidence >= s.min_confidence) & np.isfinite(outputs.depth_m)
+            self.removed["low_confidence"] += int(low.sum())
+            drop |= low
+        stride = ctx.request.point_stride
+        outputs.cloud[..., :3][drop[::stride, ::stride]] = np.nan
+        return outputs
+
+
+def anchored_scale_error(anchored_m: np.ndarray, true_m: np.ndarray) -> float:
+    """median(anchored / true) over valid truth: 1.0 = the metres are right (benchmarks)."""
+    valid = np.isfinite(true_m) & (true_m > 0) & np.isfinite(anchored_m) & (anchored_m > 0)
+    return float(np.median(anchored_m[valid] / true_m[valid])) if valid.any() else math.nan

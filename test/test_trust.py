@@ -1,0 +1,200 @@
+"""Scale anchoring, the temporal scale filter, confidence and the point filters, without ROS."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from clip_depth_ros.anchoring import fit_ground_plane, fit_sparse_scale
+from clip_depth_ros.confidence import depth_confidence, flying_pixels, geometric_confidence
+from clip_depth_ros.errors import ConfigError
+from clip_depth_ros.frame import FrameContext, FrameOutputs, FrameRequest
+from clip_depth_ros.geometry import Intrinsics, depth_to_points
+from clip_depth_ros.synthetic import (CameraPose, demo_trajectory, random_indoor_scene,
+                                      random_street_scene, render, street_trajectory)
+from clip_depth_ros.temporal import ScaleFilter
+from clip_depth_ros.trust import PointTrust, ScaleAnchor, TrustSettings
+
+K = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
+
+
+def _view(seed: int, index: int = 0, **pose_changes) -> tuple[np.ndarray, np.ndarray, float]:
+    scene = random_indoor_scene(seed)
+    pose = dataclasses.replace(demo_trajectory(scene, 8)[index], **pose_changes)
+    rgb, depth = render(scene, pose, K)
+    return rgb, depth, float(pose.position[2])
+
+
+@pytest.mark.parametrize("seed,roll", [(0, 0.0), (4, 0.0), (7, 0.35), (12, -0.3)])
+def test_ground_plane_recovers_the_scale_of_a_scaled_true_depth(seed, roll):
+    _, depth, height = _view(seed, seed % 8, roll=roll)
+    for wrong in (0.5, 1.7):
+        est = fit_ground_plane(depth * wrong, K, height)
+        assert est.ok and est.support > 100
+        assert est.scale == pytest.approx(1 / wrong, rel=0.02)
+
+
+def test_ground_plane_refuses_views_without_a_floor():
+    scene = random_indoor_scene(3)
+    pose = demo_trajectory(scene, 8)[0]
+    ceiling = dataclasses.replace(pose, pitch=1.2)  # looking up at the ceiling
+    _, depth = render(scene, ceiling, K)
+    est = fit_ground_plane(depth, K, float(pose.position[2]))
+    assert not est.ok and est.reason == "no_floor"
+    _, wall_depth, height = _view(2, 2)  # a wall and a column fill the view
+    assert fit_ground_plane(wall_depth, K, height).reason == "no_floor"
+    assert fit_ground_plane(np.full((480, 640), np.nan, np.float32), K, 1.5).reason == \
+        "no_floor"
+    assert fit_ground_plane(wall_depth, K, 0.0).reason == "camera_height_unset"
+
+
+def test_ground_plane_on_a_street_uses_the_road():
+    scene = random_street_scene(5)
+    pose = street_trajectory(scene, 4)[1]
+    _, depth = render(scene, pose, K)
+    est = fit_ground_plane(depth * 0.8, K, float(pose.position[2]))
+    assert est.ok and est.scale == pytest.approx(1.25, rel=0.03)
+
+
+def _sparse(depth: np.ndarray, share: float, noise: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    sparse = np.full(depth.shape, np.nan, np.float32)
+    pick = (rng.random(depth.shape) < share) & (depth > 0)
+    sparse[pick] = depth[pick] * (1 + noise * rng.standard_normal(int(pick.sum())))
+    return sparse
+
+
+def test_sparse_scale_from_half_a_percent_of_pixels_with_noise_and_outliers():
+    _, depth, _ = _view(1, 1)
+    sparse = _sparse(depth, 0.005, 0.01)
+    est = fit_sparse_scale(depth * 0.6, sparse)
+    assert est.ok and est.scale == pytest.approx(1 / 0.6, rel=0.01)
+    measured = np.flatnonzero(np.isfinite(sparse))
+    sparse.flat[measured[::5]] *= 3.0  # 20% gross outliers (a glass pane, multipath)
+    assert fit_sparse_scale(depth * 0.6, sparse).scale == pytest.approx(1 / 0.6, rel=0.02)
+
+
+def test_sparse_depth_of_another_resolution_and_with_zeros_for_holes():
+    _, depth, _ = _view(1, 1)
+    half = _sparse(depth[::2, ::2].copy(), 0.02, 0.0)
+    half[~np.isfinite(half)] = 0.0  # 0 = no measurement (16UC1 convention, after mm -> m)
+    est = fit_sparse_scale(depth * 2.0, half)
+    assert est.ok and est.scale == pytest.approx(0.5, rel=0.02)
+
+
+def test_too_few_or_no_sparse_points_fail_with_a_reason():
+    _, depth, _ = _view(1, 1)
+    none = np.full(depth.shape, np.nan, np.float32)
+    assert fit_sparse_scale(depth, none).reason == "too_few_sparse_points"
+    few = _sparse(depth, 0.00003, 0.0)
+    est = fit_sparse_scale(depth, few, min_points=20)
+    assert not est.ok and est.support < 20
+
+
+def test_sparse_scale_and_shift_in_inverse_depth():
+    _, depth, _ = _view(6, 3)
+    # a model whose inverse depth is off by a factor and an offset (affine-invariant)
+    predicted = 1.0 / (0.7 / depth + 0.05)
+    est = fit_sparse_scale(predicted.astype(np.float32), _sparse(depth, 0.01, 0.0),
+                           fit_shift=True)
+    assert est.ok and est.shift != 0.0
+    from clip_depth_ros.anchoring import apply_scale
+    anchored = apply_scale(predicted.astype(np.float32), est, est.scale)
+    valid = depth > 0
+    assert np.median(np.abs(anchored[valid] / depth[valid] - 1)) < 0.01
+
+
+def test_scale_filter_is_steady_gates_outliers_and_resets_on_a_lasting_jump():
+    filt = ScaleFilter(time_constant_s=1.0, reset_after=4)
+    rng = np.random.default_rng(0)
+    values = [filt.update(2.0 * math.exp(0.05 * rng.standard_normal()), 0.1 * i)
+              for i in range(60)]
+    jitter = np.mean(np.abs(np.diff(np.log(values[20:]))))
+    assert jitter < 0.01 and values[-1] == pytest.approx(2.0, rel=0.05)
+    held = filt.update(6.0, 6.1)  # one wild measurement is held back
+    assert held == pytest.approx(values[-1], rel=1e-9)
+    for i in range(3):
+        filt.update(6.0, 6.2 + 0.1 * i)
+    assert filt.resets == 1 and filt.scale == pytest.approx(6.0)  # a lasting jump resets
+    raw = ScaleFilter(time_constant_s=0.0)
+    assert raw.update(3.0, 0.0) == 3.0 and raw.update(5.0, 0.1) == 5.0  # 0 = no filtering
+
+
+def test_scale_filter_time_constant_is_frame_rate_independent():
+    slow, fast = ScaleFilter(2.0), ScaleFilter(2.0)
+    slow.update(1.0, 0.0)
+    fast.update(1.0, 0.0)
+    for i in range(1, 11):
+        slow.update(1.2, i * 0.2)
+    for i in range(1, 41):
+        fast.update(1.2, i * 0.05)
+    assert slow.scale == pytest.approx(fast.scale, rel=0.01)  # same 2 s, other frame rates
+
+
+def _outputs(depth: np.ndarray, rgb: np.ndarray, stride: int = 1):
+    request = FrameRequest(points=True, points_rgb=True, point_stride=stride)
+    cloud = np.concatenate([depth_to_points(depth, K, stride),
+                            np.zeros(depth[::stride, ::stride].shape + (1,), np.float32)], -1)
+    return FrameOutputs(depth_m=depth.copy(), intrinsics=K, cloud=cloud), \
+        FrameContext(rgb, K, request, 0.0)
+
+
+def test_anchor_step_scales_depth_and_cloud_together_and_falls_back():
+    rgb, depth, height = _view(4, 4)
+    anchor = ScaleAnchor(TrustSettings(scale_anchor="ground_plane", camera_height_m=height,
+                                       scale_time_constant_s=0.0))
+    out, ctx = _outputs(depth * 0.5, rgb, stride=2)
+    out = anchor(out, ctx)
+    assert anchor.status.source == "ground_plane" and anchor.status.scale == \
+        pytest.approx(2.0, rel=0.02)
+    np.testing.assert_allclose(out.points_xyz, depth_to_points(out.depth_m, K, 2), rtol=1e-5)
+    # a frame without a floor: the last good scale holds, the reason is counted
+    out2, ctx2 = _outputs(np.full_like(depth, np.nan), rgb)
+    anchor(out2, ctx2)
+    assert anchor.status.source == "last_good" and anchor.status.fallbacks["no_floor"] == 1
+    fresh = ScaleAnchor(TrustSettings(scale_anchor="sparse_depth"))
+    out3, ctx3 = _outputs(depth, rgb)
+    fresh(out3, ctx3)  # nothing received on sparse_depth: the model's own scale
+    assert fresh.status.source == "model" and fresh.status.last_reason == "no_sparse_depth"
+    np.testing.assert_array_equal(out3.depth_m, depth)
+
+
+def test_bad_trust_settings_are_refused():
+    with pytest.raises(ConfigError, match="scale_anchor"):
+        TrustSettings(scale_anchor="imu")
+    with pytest.raises(ConfigError, match="camera_height_m"):
+        TrustSettings(camera_height_m=-1.0)
+    with pytest.raises(ConfigError, match="camera_height_m"):
+        TrustSettings(camera_height_m=55.0)
+
+
+def test_confidence_is_low_on_discontinuities_and_nan_where_depth_is_invalid():
+    depth = np.full((60, 80), 4.0, np.float32)
+    depth[:, 40:] = 1.0  # a foreground edge
+    depth[0, 0] = np.nan
+    conf = geometric_confidence(depth)
+    assert np.isnan(conf[0, 0]) and conf[30, 10] > 0.99 and conf[30, 40] < 0.01
+    model = np.full((30, 40), 0.5, np.float32)  # another resolution: resized
+    combined = depth_confidence(depth, model)
+    assert combined[30, 10] == pytest.approx(0.5, abs=0.01)
+    assert np.nanmax(combined) <= 1 and np.nanmin(combined) >= 0
+
+
+def test_point_trust_drops_flying_and_unconfident_points_never_depth():
+    depth = np.full((60, 80), 4.0, np.float32)
+    depth[:, 40:] = 1.0
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    k = Intrinsics(80.0, 80.0, 39.5, 29.5, 80, 60)
+    cloud = np.concatenate([depth_to_points(depth, k), np.ones((60, 80, 1), np.float32)], -1)
+    out = FrameOutputs(depth_m=depth.copy(), intrinsics=k, cloud=cloud)
+    ctx = FrameContext(rgb, k, FrameRequest(points=True), 0.0)
+    assert flying_pixels(depth).sum() == 2 * 60  # the two columns at the jump
+    step = PointTrust(TrustSettings(edge_filter=True), want_confidence=True)
+    out = step(out, ctx)
+    assert np.isnan(out.cloud[:, 39:41, :3]).all() and np.isfinite(out.cloud[:, :38, :3]).all()
+    np.testing.assert_array_equal(out.depth_m, depth)  # depth itself is never masked
+    assert out.confidence.shape == depth.shape and out.cloud[0, 39, 3] == 1.0  # rgb kept
+    off = PointTrust(TrustSettings(edge_filter=False))
+    assert not off.active
