@@ -47,6 +47,7 @@ from clip_depth_ros.model.depthclip import DepthCLIPHead
 from clip_depth_ros.stamps import stamp_seconds
 from clip_depth_ros.weights import atomic_write
 
+from .cli_errors import command_main
 from .clipself import spread_indices
 
 log = logging.getLogger("training")
@@ -289,6 +290,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+@command_main("python -m training.calibrate")
 def main(argv: Optional[list[str]] = None) -> int:
     """Command-line entry point."""
     args = parse_args(argv)

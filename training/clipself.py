@@ -39,6 +39,8 @@ from clip_depth_ros.model.backbone import ImageEncoder
 from clip_depth_ros.model.conv_backbone import build_image_encoder
 from clip_depth_ros.weights import WeightsError, atomic_write
 
+from .cli_errors import command_main
+
 log = logging.getLogger("training")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -306,6 +308,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+@command_main("python -m training.clipself")
 def main(argv: Optional[list[str]] = None) -> int:
     """Command-line entry point."""
     args = parse_args(argv)

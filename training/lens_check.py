@@ -25,6 +25,8 @@ import numpy as np
 from clip_depth_ros.geometry import Intrinsics
 from clip_depth_ros.synthetic import demo_trajectory, random_indoor_scene, render
 
+from .cli_errors import command_main
+
 SIZE = (640, 480)  # width, height
 ROOMS = (3, 11, 17, 23)  # the rooms of test/test_camera_aware.py
 
@@ -117,6 +119,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     plt.close(fig)
 
 
+@command_main("python -m training.lens_check")
 def main(argv: Optional[list[str]] = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
