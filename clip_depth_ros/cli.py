@@ -14,42 +14,58 @@ from typing import Any, Callable, Optional
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .config import get_model_config, list_bundled_weights, list_models, resolve_weights
+    """`clip-depth models`: the configs, then the bundled weights with one labelled score."""
+    from .config import (DEFAULT_WEIGHTS, get_model_config, list_bundled_weights, list_models,
+                         resolve_weights)
     from .weights import read_sidecar
-    print("model configs:")
+    bundled = list_bundled_weights()
+    rows = [("MODEL", "METHOD", "BACKBONE", "INPUT", "DEPTH", "WEIGHTS", "DESCRIPTION")]
     for name in list_models():
         cfg = get_model_config(name)
         height, width = cfg.input_hw
-        print(f"{name:22s} {cfg.method:10s} {cfg.backbone.name:14s} {width}x{height}  "
-              f"{cfg.min_depth:g}-{cfg.max_depth:g} m  {cfg.description}")
-    print("bundled weights (use as the `weights` parameter):")
-    for name in list_bundled_weights():
+        rows.append((name, cfg.method, cfg.backbone.name, f"{width}x{height}",
+                     f"{cfg.min_depth:g}-{cfg.max_depth:g} m",
+                     "bundled" if name in bundled else (cfg.backbone.pretrained or "none"),
+                     cfg.description))
+    print("model configs:")
+    _print_table(rows)
+    print("\nbundled weights (the `weights` parameter, --weights; * = the default of the node, "
+          "predict and bag):")
+    rows = [("", "WEIGHTS", "MODEL", "d1", "AbsRel", "MEASURED ON")]
+    for name in bundled:
         meta = read_sidecar(resolve_weights(name))
-        metrics = meta.get("metadata", {}).get("metrics", {})
-        summary = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("d1", "abs_rel") if k in metrics)
-        print(f"{name:22s} model {meta['config']['name']}  {summary}")
+        score = headline_metrics(meta.get("metadata", {}))
+        d1, abs_rel, split = score if score else ("-", "-", "no recorded evaluation")
+        rows.append(("*" if name == DEFAULT_WEIGHTS else "", name, meta["config"]["name"],
+                     d1, abs_rel, split))
+    _print_table(rows)
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
-    import cv2
-    import numpy as np
+def headline_metrics(metadata: dict) -> Optional[tuple[str, str, str]]:
+    """(d1, AbsRel, split label) of a weights sidecar's metadata: the held-out evaluation
+    when recorded (with its data, size and seed), else the training validation, labelled so."""
+    heldout = metadata.get("heldout_eval") or {}
+    metrics, split = heldout.get("metrics"), heldout.get("split") or {}
+    if metrics and "d1" in metrics and "abs_rel" in metrics:
+        data = str(split.get("data", "?")).replace("synthetic-indoor", "synthetic rooms")
+        label = (f"held-out {data} ({split.get('samples', metrics.get('n_images', '?'))}, "
+                 f"seed {split.get('seed', '?')})")
+        return f"{metrics['d1']:.3f}", f"{metrics['abs_rel']:.3f}", label
+    metrics = metadata.get("metrics") or {}
+    if "d1" in metrics and "abs_rel" in metrics:
+        count = metrics.get("n_images")
+        label = "training validation" + (f" ({count})" if count else "")
+        return f"{metrics['d1']:.3f}", f"{metrics['abs_rel']:.3f}", label
+    return None
 
-    from .backends import create_backend
-    from .colorize import colorize_depth
-    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
-    if bgr is None:
-        print(f"cannot read image {args.image}", file=sys.stderr)
-        return 2
-    backend = create_backend("torch", model=args.model, weights=args.weights,
-                             backbone_weights=args.backbone_weights, device=args.device)
-    depth = backend.infer(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    np.save(args.out.rsplit(".", 1)[0] + ".npy", depth)
-    cfg = backend.config
-    cv2.imwrite(args.out, colorize_depth(depth, cfg.min_depth, float(np.percentile(depth, 99))))
-    print(f"depth {depth.shape[1]}x{depth.shape[0]}: {depth.min():.2f}-{depth.max():.2f} m, "
-          f"median {np.median(depth):.2f} m -> {args.out} (+ .npy in metres)")
-    return 0
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    """Left-aligned columns as wide as their longest cell; the last column runs free."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
+        print("  ".join(cells).rstrip())
 
 
 def _bag_module():
@@ -87,14 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip-depth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list bundled model configs").set_defaults(func=_models)
-    pred = sub.add_parser("predict", help="depth for one image file")
-    pred.add_argument("image")
-    pred.add_argument("--model", default=None)
-    pred.add_argument("--weights", default=None)
-    pred.add_argument("--backbone-weights", default=None)
-    pred.add_argument("--device", default="cpu")
-    pred.add_argument("--out", default="depth.png")
-    pred.set_defaults(func=_predict)
+    from . import predict  # argparse + config only at import; torch loads when it runs
+    predict.add_arguments(sub.add_parser("predict", help="depth for one image file"))
+    sub.choices["predict"].set_defaults(func=predict.run)
     bag = sub.add_parser("bag", help="depth (+ camera_info, points) for a rosbag2 recording")
     _bag_module().add_arguments(bag)
     bag.set_defaults(func=_bag_module().run)
@@ -111,7 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of `clip-depth`."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from .errors import ClipDepthError
+    try:
+        return args.func(args)
+    except ClipDepthError as exc:  # a user's mistake: one line, no traceback
+        message = " ".join(str(exc).split())
+        print(f"clip-depth {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

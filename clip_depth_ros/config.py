@@ -15,6 +15,8 @@ from typing import Any, Callable, Optional, Sequence
 MODEL_CONFIG_DIR = Path(__file__).parent / "model_configs"
 BACKBONE_CONFIG_DIR = MODEL_CONFIG_DIR / "backbones"
 BUNDLED_WEIGHTS_DIR = Path(__file__).parent / "models"
+# The model every tool runs when given none (node, predict, bag, demo): bundled trained weights.
+DEFAULT_WEIGHTS = "demo-mirror"
 BIN_SPACINGS = ("log", "linear")
 
 # OpenAI CLIP normalisation, the default of every open_clip model we use.
@@ -290,6 +292,14 @@ def resolve_weights(name_or_path: str) -> str:
         return str(Path(name_or_path).expanduser()) if name_or_path else name_or_path
     bundled = BUNDLED_WEIGHTS_DIR / f"{name_or_path}.safetensors"
     return str(bundled) if bundled.is_file() else name_or_path
+
+
+def model_or_default(model: Optional[str],
+                     weights: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """(model, weights) as given, or the bundled :data:`DEFAULT_WEIGHTS` when neither is."""
+    if not model and not weights:
+        return None, DEFAULT_WEIGHTS
+    return model or None, weights or None
 
 
 def list_bundled_weights() -> list[str]:

@@ -6,16 +6,17 @@ sidecar and are checked key by key.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 import torch
 
-from ..config import (BACKBONE_CONFIG_DIR, ConfigError, ModelConfig, get_model_config,
-                      resolve_weights)
+from ..config import (BACKBONE_CONFIG_DIR, BUNDLED_WEIGHTS_DIR, ConfigError, ModelConfig,
+                      get_model_config, resolve_weights)
 from ..weights import (WeightsError, load_state_strict, load_tensor_file, read_sidecar,
                        save_tensor_file)
 from .backbone import TextEncoder
@@ -39,6 +40,60 @@ def _open_clip():
         open_clip.add_model_config(BACKBONE_CONFIG_DIR)
         _registered = True
     return open_clip
+
+
+class _OpenClipChatter(logging.Filter):
+    """Drops open_clip's INFO progress lines and, when ``random_expected``, its "initialized
+    randomly" warning: the caller loads the backbone right after (or was asked for random)."""
+
+    def __init__(self, random_expected: bool):
+        super().__init__()
+        self.random_expected = random_expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if f"{os.sep}open_clip{os.sep}" not in record.pathname:
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        message = record.getMessage()
+        return not (self.random_expected and ("initialized randomly" in message
+                                              or "initialized partially" in message))
+
+
+@contextlib.contextmanager
+def _quiet_open_clip(random_expected: bool = False) -> Iterator[None]:
+    """open_clip logs through the root logger; filter it there for the duration of a call."""
+    root = logging.getLogger()
+    chatter = _OpenClipChatter(random_expected)
+    root.addFilter(chatter)
+    try:
+        yield
+    finally:
+        root.removeFilter(chatter)
+
+
+def bundled_weights_for(name: Union[str, ModelConfig, None]) -> Optional[str]:
+    """The weights bundled under a bundled model config's own name (demo-mirror), else None."""
+    if not isinstance(name, str) or Path(name).suffix == ".json":
+        return None
+    path = BUNDLED_WEIGHTS_DIR / f"{name}.safetensors"
+    return str(path) if path.is_file() else None
+
+
+def resolve_model_weights(name: Union[str, ModelConfig, None], weights: Optional[str],
+                          backbone_weights: Optional[str]) -> Optional[str]:
+    """The trained parts a build loads: ``weights`` (a path or bundled name), else the bundled
+    weights of a config name when the caller chose no backbone either, so ``model:
+    demo-mirror`` runs the trained demo model and never a random one; None = no trained parts."""
+    if weights:
+        resolved = resolve_weights(weights)
+        if not Path(resolved).is_file():
+            raise WeightsError(f"weights '{weights}' not found: give a .safetensors file (with "
+                               f"its .json sidecar) or a bundled name ({_bundled_names()})")
+        return resolved
+    if backbone_weights:  # a chosen backbone (a tag, a file, "random"): no trained parts
+        return None
+    return bundled_weights_for(name)
 
 
 def resolve_config(name: Union[str, ModelConfig, None], weights: Optional[str],
@@ -86,17 +141,30 @@ def backbone_source(config: ModelConfig, sidecar: Mapping[str, Any],
 
 def _build_clip(config: ModelConfig, source: Optional[str],
                 image_tower_in_weights: bool = False) -> torch.nn.Module:
-    """The open_clip model with backbone weights from a tag, a local file, or random init
-    (expected, and not warned about, when the trained parts include the image tower)."""
+    """The open_clip model with backbone weights from a tag, a local file, or random init.
+
+    Random init is expected (and silent) when the trained parts include the image tower; asked
+    for in words (``source == "random"``) it is warned about; otherwise it is refused, so no
+    tool ever runs a random backbone by omission.
+    """
     open_clip = _open_clip()
     is_file = bool(source) and (Path(source).suffix in _WEIGHT_SUFFIXES or os.path.exists(source))
     tag = None if (not source or is_file or source == RANDOM_BACKBONE) else source
     if config.backbone.name not in open_clip.list_models():
         raise ConfigError(f"unknown open_clip backbone '{config.backbone.name}'")
+    if tag is None and not (is_file or image_tower_in_weights or source == RANDOM_BACKBONE):
+        raise ConfigError(
+            f"model '{config.name}' has no backbone weights (its config names no pretrained tag "
+            "and no trained weights carry the image tower): give weights (e.g. bundled "
+            f"{_bundled_names()}), backbone_weights as an open_clip tag or a local CLIP "
+            "weights file, or backbone_weights 'random' to run a random backbone on purpose")
     try:
-        clip = open_clip.create_model(config.backbone.name, pretrained=tag,
-                                      force_image_size=tuple(config.input_hw),
-                                      pretrained_text=False)
+        # open_clip warns "initialized randomly" whenever no tag is given: false when a file
+        # or the trained weights load the tower next, so only ours (below) speaks about it
+        with _quiet_open_clip(random_expected=tag is None):
+            clip = open_clip.create_model(config.backbone.name, pretrained=tag,
+                                          force_image_size=tuple(config.input_hw),
+                                          pretrained_text=False)
     except RuntimeError as exc:
         raise WeightsError(f"open_clip could not provide pretrained '{tag}' for "
                            f"{config.backbone.name}: {exc} (offline? pass a local weights file "
@@ -107,9 +175,13 @@ def _build_clip(config: ModelConfig, source: Optional[str],
         resize_pos_embed(state, clip)  # checkpoints at 224 px into a model at another size
         load_state_strict(clip, state, f"backbone weights {source}")
     elif tag is None and not image_tower_in_weights:
-        log.warning("backbone %s has random weights (no pretrained tag or weights file)",
-                    config.backbone.name)
+        log.warning("backbone %s of model '%s' has random weights (backbone_weights: random)",
+                    config.backbone.name, config.name)
     return clip
+
+
+def _bundled_names() -> str:
+    return ", ".join(sorted(p.stem for p in BUNDLED_WEIGHTS_DIR.glob("*.safetensors")))
 
 
 def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[str] = None,
@@ -119,21 +191,25 @@ def create_model(name: Union[str, ModelConfig, None] = None, weights: Optional[s
 
     name: a bundled model name, a config JSON path or a ModelConfig (default: the config
       recorded with ``weights``).  weights: trained parts (.safetensors + sidecar), or the
-      name of weights bundled with the package (``clip-depth models`` lists them).
+      name of weights bundled with the package (``clip-depth models`` lists them); None with
+      a bundled name that has bundled weights (demo-mirror) and no backbone_weights loads them.
     backbone_weights: an open_clip pretrained tag, a local CLIP weights file, "random", or
-      None for the config's own tag.  for_training keeps the text encoder and train mode
-      (LoRA unmerged); otherwise the text side is folded into a buffer, the text tower freed,
-      LoRA merged into the tower and a convolutional tower reparameterised.
+      None for the config's own tag; a backbone with none of these (and no image tower in
+      the weights) is refused rather than run random.  for_training keeps the text encoder
+      and train mode (LoRA unmerged); otherwise the text side is folded into a buffer, the
+      text tower freed, LoRA merged into the tower and a convolutional tower reparameterised.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
-    weights = resolve_weights(weights) if weights else None
+    backbone_weights = backbone_weights or None
+    weights = resolve_model_weights(name, weights, backbone_weights)
     sidecar = read_sidecar(weights) if weights else {}
     config = resolve_config(name, weights, sidecar or None)
     parts = sidecar.get("parts", [])
     clip = _build_clip(config, backbone_source(config, sidecar, backbone_weights),
                        "image_encoder" in parts)
-    tokenizer = _open_clip().get_tokenizer(config.backbone.name)
+    with _quiet_open_clip():
+        tokenizer = _open_clip().get_tokenizer(config.backbone.name)
     # Order matters for "moa" and LoRA: the backbone weights are in (original CLIP keys),
     # DepthModel inserts the adapters, then load_weights can restore trained adapters.
     model = DepthModel(config, build_image_encoder(clip.visual, config.backbone.feature_layers),

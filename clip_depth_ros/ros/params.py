@@ -11,6 +11,7 @@ from typing import Any, Optional
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from ..backends import all_precisions, available_backends
+from ..config import DEFAULT_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,12 @@ class ParamSpec:
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "", "Bundled model name (see `clip-depth models`) or path to a model "
-              "config JSON; empty = the config recorded with `weights`."),
-    ParamSpec("weights", "demo-mirror", "Trained parts: a .safetensors file (with its .json "
-              "sidecar) or the name of bundled weights (demo-mirror: the small demo model "
-              "trained on synthetic rooms); empty = no trained parts (random head: plumbing "
-              "only)."),
+              "config JSON; empty = the config recorded with `weights`. A bundled name with "
+              "bundled weights of that name uses them when `weights` is empty."),
+    ParamSpec("weights", DEFAULT_WEIGHTS, "Trained parts: a .safetensors file (with its .json "
+              f"sidecar) or the name of bundled weights ({DEFAULT_WEIGHTS}: the small demo model "
+              "trained on synthetic rooms); empty = the bundled weights of `model`, else none "
+              "(then the backbone needs weights: a tag, a file, or 'random' said in words)."),
     ParamSpec("backbone_weights", "", "open_clip pretrained tag (e.g. openai), a local CLIP "
               "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
               "for the model config's own tag."),
