@@ -3,7 +3,11 @@
 Each checkpoint is a new folder ``step_NNNNNNN/`` holding the trained parts (safetensors +
 JSON sidecar, loadable by the runtime as is), the optimizer/scheduler state
 (``train_state.pt``, plain tensors and numbers: loads with weights_only=True) and
-``progress.json`` (epoch, step, loss history).  Only when the folder is complete does
+``progress.json`` (epoch, step, loss history, evaluations, the best so far).  A checkpoint
+written right after an evaluation also records that evaluation in its sidecar
+(``metadata.metrics``, ``metadata.eval_step``), with the best so far (``metadata.best``):
+best.safetensors / best.json are a copy of the best checkpoint, so they can always be checked
+or restored from the record.  Only when the folder is complete does
 ``latest.json`` switch to it, by atomic rename; older folders are then pruned.  A write
 interrupted midway therefore leaves the previous checkpoint as the one that resumes.
 """
@@ -73,13 +77,35 @@ def load_train_state(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return state, progress
 
 
-def export_best(folder: Path, out_dir: Path, metrics: dict[str, Any]) -> Path:
-    """Copy a checkpoint's trained parts to out_dir/best.safetensors (+ sidecar with metrics)."""
+# what the metrics of a training run's evaluation are measured on: its validation split
+VAL_SPLIT = "val"
+
+
+def best_record(metric: str, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The best-so-far entry of a run's progress: which metric, at which step, its value, and
+    every metric of that evaluation (on the run's validation split)."""
+    return {"metric": metric, "step": step, "value": metrics[metric], "split": VAL_SPLIT,
+            **metrics}
+
+
+def export_best(folder: Path, out_dir: Path) -> Path:
+    """Copy an evaluated checkpoint's trained parts and sidecar (with its metrics) to
+    out_dir/best.safetensors + best.json; the sidecar goes last, so best.json names a step
+    only once its weights are in place."""
     best = out_dir / "best.safetensors"
     tmp = out_dir / ".best.safetensors.tmp"
     shutil.copyfile(folder / WEIGHTS, tmp)
     os.replace(tmp, best)
     sidecar = json.loads((folder / "model.json").read_text())
-    sidecar.setdefault("metadata", {})["metrics"] = metrics
     _write_json_atomic(out_dir / "best.json", sidecar)
     return best
+
+
+def exported_best_step(out_dir: Path) -> Optional[int]:
+    """The step whose weights out_dir/best.safetensors holds (from best.json), if any."""
+    try:
+        meta = json.loads((out_dir / "best.json").read_text()).get("metadata", {})
+    except (OSError, ValueError):
+        return None
+    step = meta.get("eval_step")
+    return step if (out_dir / "best.safetensors").is_file() else None

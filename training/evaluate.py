@@ -1,12 +1,16 @@
 """Evaluate a depth model with the literature's protocol; print the table, write JSON and plots.
 
+    python -m training.evaluate --weights demo-mirror          # its held-out split
     python -m training.evaluate --weights best.safetensors --data nyu --root NYU \
         --list nyudepthv2_test_files_with_gt.txt --crop eigen --out eval/
     python -m training.evaluate --model ViT-B-16-depthclip --backbone-weights openai ...
 
-Predictions are made at the model's input size, resized to the ground truth's resolution
-and compared there, per image, then averaged over images.  Flip TTA and median scaling are
-off unless asked for, and the report says which were on.
+Synthetic data is evaluated on a named split (training/splits.py): ``heldout`` by default,
+the split package_model records in a shipped model's sidecar (so this reproduces the
+sidecar's numbers), or ``custom`` when --seed/--samples/... choose other scenes.  Predictions
+are made at the model's input size, resized to the ground truth's resolution and compared
+there, per image, then averaged over images.  Flip TTA and median scaling are off unless
+asked for; the report names the split and says which were on.
 """
 from __future__ import annotations
 
@@ -20,10 +24,15 @@ from typing import Any, Optional
 import numpy as np
 
 from clip_depth_ros.backends.torch_backend import TorchBackend
+from clip_depth_ros.config import resolve_weights
+from clip_depth_ros.errors import ConfigError
+from clip_depth_ros.weights import read_sidecar
 
-from .config import DataConfig
+from .cli_errors import OneLineParser, command_main
+from .config import DATA_KIND_HELP, DATA_KINDS, DataConfig
 from .data.builder import base_dataset
 from .metrics import METRIC_KEYS, MetricAccumulator, eigen_crop_mask, garg_crop_mask, median_scale
+from .splits import CUSTOM, HELDOUT, SPLITS, default_heldout, describe, heldout_split, split_data
 
 PLOTTED = 4
 
@@ -50,8 +59,10 @@ def crop_mask(kind: str, shape: tuple[int, int]) -> Optional[np.ndarray]:
 
 def evaluate(backend: TorchBackend, dataset: Any, crop: str = "none", flip_tta: bool = False,
              use_median_scale: bool = False, max_depth: Optional[float] = None,
-             keep: int = PLOTTED) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
-    """(averaged metrics, a few samples for plots) over a dataset of sample dicts."""
+             keep: int = PLOTTED, split: Optional[dict[str, Any]] = None
+             ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
+    """(averaged metrics, a few samples for plots) over a dataset of sample dicts; ``split``
+    (the split's settings, see training/splits.py) is recorded with the metrics."""
     from tqdm import tqdm
     cfg = backend.config
     cap = max_depth or cfg.max_depth
@@ -75,6 +86,8 @@ def evaluate(backend: TorchBackend, dataset: Any, crop: str = "none", flip_tta: 
     metrics = acc.compute()
     metrics.update({"flip_tta": flip_tta, "median_scaling": use_median_scale, "crop": crop,
                     "max_depth": cap, "model": cfg.name, "metric_depth": not use_median_scale})
+    if split is not None:
+        metrics.update(split=split.get("name", CUSTOM), split_settings=dict(split))
     return metrics, kept + [{"errors": np.concatenate(errors) if errors else np.zeros((0, 2))}]
 
 
@@ -85,6 +98,8 @@ def format_table(metrics: dict[str, Any]) -> str:
     notes = (f"{metrics['n_images']} images, crop {metrics['crop']}, cap {metrics['max_depth']} m,"
              f" flip TTA {'on' if metrics['flip_tta'] else 'off'}, median scaling "
              f"{'ON (not metric)' if metrics['median_scaling'] else 'off (metric)'}")
+    if "split_settings" in metrics:
+        notes = f"{metrics.get('model', 'model')} on {describe(metrics['split_settings'])}\n{notes}"
     return f"{header}\n{values}\n{notes}"
 
 
@@ -136,40 +151,114 @@ def save_plots(samples: list[dict[str, np.ndarray]], out: Path, max_depth: float
     return paths
 
 
+PROG = "python -m training.evaluate"
+_SPLIT_OPTIONS = ("samples", "seed", "render_size", "focal_range", "texture_scale")
+
+
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     """Command-line options."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    kinds = "; ".join(f"{kind}: {text}" for kind, text in DATA_KIND_HELP.items())
+    ap = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model name/config (default: from weights)")
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--backbone-weights", default=None)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--data", default="synthetic-indoor", help="data kind (see DataConfig)")
-    ap.add_argument("--root", default="")
-    ap.add_argument("--depth-root", default="")
-    ap.add_argument("--list", default="", help="test list file")
-    ap.add_argument("--mat", default="", help="nyu_depth_v2_labeled.mat")
-    ap.add_argument("--splits-mat", default="")
-    ap.add_argument("--samples", type=int, default=64, help="synthetic: number of images")
-    ap.add_argument("--seed", type=int, default=0, help="synthetic: seed of the split")
-    ap.add_argument("--render-size", type=int, nargs=2, default=[240, 320])
-    ap.add_argument("--crop", choices=("none", "eigen", "garg"), default="none")
-    ap.add_argument("--max-depth", type=float, default=None, help="evaluation cap (m)")
-    ap.add_argument("--flip-tta", action="store_true")
-    ap.add_argument("--median-scale", action="store_true")
-    ap.add_argument("--out", default="eval")
+    ap.add_argument("--weights", default=None,
+                    help="trained parts: a bundled name (demo-mirror) or a .safetensors file")
+    ap.add_argument("--backbone-weights", default=None,
+                    help="open_clip tag, local CLIP weights file, or 'random' (default: the one "
+                         "recorded with the weights)")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    ap.add_argument("--data", default=None, choices=DATA_KINDS, metavar="KIND",
+                    help=f"data kind, one of: {kinds} (default: the split's, synthetic-indoor)")
+    ap.add_argument("--split", default=None, choices=SPLITS,
+                    help="synthetic data: 'heldout' (default) = the split package_model "
+                         "recorded in the model's sidecar (else seed 1000, 64 images, 240x320, "
+                         "the lenses/patterns the model was trained with), which reproduces "
+                         "the sidecar's numbers; 'custom' = scenes chosen by --seed, "
+                         "--samples, --render-size, --focal-range, --texture-scale (implied by "
+                         "any of them)")
+    ap.add_argument("--root", default="", help="image root (nyu, kitti, folder)")
+    ap.add_argument("--depth-root", default="", help="kitti: annotated depth root")
+    ap.add_argument("--list", default="", help="test list file (nyu, kitti)")
+    ap.add_argument("--mat", default="", help="nyu-mat: nyu_depth_v2_labeled.mat")
+    ap.add_argument("--splits-mat", default="", help="nyu-mat: splits.mat")
+    ap.add_argument("--samples", type=int, default=None,
+                    help="custom split: number of images (default 64)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="custom split: scene seed (default 0; the held-out split is 1000)")
+    ap.add_argument("--render-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                    help="custom split: rendered size (default 240 320)")
+    ap.add_argument("--focal-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="custom split: random focal length per image, px")
+    ap.add_argument("--texture-scale", type=float, default=None,
+                    help="custom split: every surface pattern this size, m")
+    ap.add_argument("--crop", choices=("none", "eigen", "garg"), default="none",
+                    help="evaluation crop (eigen: NYU, garg: KITTI)")
+    ap.add_argument("--max-depth", type=float, default=None,
+                    help="evaluation cap (m; default: the model's max_depth)")
+    ap.add_argument("--flip-tta", action="store_true", help="average with the flipped image")
+    ap.add_argument("--median-scale", action="store_true",
+                    help="scale each prediction to the truth's median (not metric)")
+    ap.add_argument("--out", default="eval", help="folder for metrics.json and plots")
     return ap.parse_args(argv)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Command-line entry point."""
-    args = parse_args(argv)
+def choose_split(args: argparse.Namespace, sidecar: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The split these options name: the model's held-out split, a custom synthetic one, or a
+    real dataset's test list (ConfigError when the options contradict each other)."""
+    heldout = default_heldout(sidecar)
+    custom_opts = [f"--{o.replace('_', '-')}" for o in _SPLIT_OPTIONS
+                   if getattr(args, o) is not None]
+    if args.data is not None and not args.data.startswith("synthetic-"):
+        if args.split is not None or custom_opts:
+            given = f"--split {args.split}" if args.split else custom_opts[0]
+            raise ConfigError(f"{given} is for synthetic data; --data {args.data} is evaluated "
+                              "on its own test list (--list / --mat / --root)")
+        source = args.list or args.mat or args.root or "its test list"
+        return {"name": "test", "data": args.data, "source": source}
+    kind = args.data or heldout["data"]
+    if args.data is not None and args.data != heldout["data"]:
+        custom_opts.append(f"--data {args.data}")
+    if args.split == HELDOUT and custom_opts:
+        raise ConfigError(f"{custom_opts[0]} chooses a custom split, but the held-out split is "
+                          f"fixed ({describe(heldout)}): drop it or use --split custom")
+    if args.split == HELDOUT or (args.split is None and not custom_opts):
+        return heldout
+    size = args.render_size or [240, 320]
+    return heldout_split(kind, 64 if args.samples is None else args.samples,
+                         0 if args.seed is None else args.seed, size, args.focal_range,
+                         args.texture_scale, name=CUSTOM)
+
+
+def check_split(split: dict[str, Any]) -> None:
+    """A synthetic split's numbers that render no images (before anything is made)."""
+    if split["data"].startswith("synthetic-"):
+        if split["samples"] < 1 or split["seed"] < 0 or min(split["render_size"]) < 1:
+            raise ConfigError("a synthetic split needs --samples >= 1, --seed >= 0 and a "
+                              f"positive --render-size; got {describe(split)}")
+        focal = split.get("focal_range")
+        if focal is not None and not 0 < focal[0] <= focal[1]:
+            raise ConfigError(f"--focal-range must be LO HI px with 0 < LO <= HI, not {focal}")
+
+
+def dataset_for(args: argparse.Namespace, split: dict[str, Any]) -> Any:
+    """The images of the split."""
+    if split["data"].startswith("synthetic-"):
+        return base_dataset(split_data(split), "val")
     data = DataConfig(kind=args.data, root=args.root, depth_root=args.depth_root,
-                      val_list=args.list, mat_path=args.mat, splits_mat=args.splits_mat,
-                      val_samples=args.samples, seed=args.seed, render_size=args.render_size)
+                      val_list=args.list, mat_path=args.mat, splits_mat=args.splits_mat)
+    return base_dataset(data, "val")
+
+
+@command_main(PROG)
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command-line entry point: a wrong option, model or dataset is one line and status 2."""
+    args = parse_args(argv)
+    sidecar = read_sidecar(resolve_weights(args.weights)) if args.weights else None
+    split = choose_split(args, sidecar)
+    check_split(split)
     backend = TorchBackend(args.model, weights=args.weights,
                            backbone_weights=args.backbone_weights, device=args.device)
-    metrics, samples = evaluate(backend, base_dataset(data, "val"), args.crop, args.flip_tta,
-                                args.median_scale, args.max_depth)
+    metrics, samples = evaluate(backend, dataset_for(args, split), args.crop, args.flip_tta,
+                                args.median_scale, args.max_depth, split=split)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

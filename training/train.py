@@ -4,7 +4,9 @@
     torchrun --nproc_per_node 4 -m training.train --config ... --set batch_size=64
 
 Rank 0 logs (tqdm, TensorBoard, loss_curve.json) and writes checkpoints; every rank resumes
-from the latest complete checkpoint in out_dir/checkpoints automatically.
+from the latest complete checkpoint in out_dir/checkpoints automatically.  Each checkpoint
+records its own evaluation (when it was evaluated) and the best result so far, so
+best.safetensors / best.json stay the best of the whole run across any number of resumes.
 """
 from __future__ import annotations
 
@@ -23,11 +25,14 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from clip_depth_ros.config import resolve_weights
+from clip_depth_ros.errors import ConfigError
 from clip_depth_ros.model import create_model, load_weights
 from clip_depth_ros.model.factory import NEW_PART_KEYS
 
-from .checkpoint import export_best, latest_checkpoint, load_train_state, save_checkpoint
-from .config import TrainConfig, load_train_config
+from .checkpoint import (VAL_SPLIT, best_record, export_best, exported_best_step,
+                         latest_checkpoint, load_train_state, save_checkpoint)
+from .cli_errors import OneLineParser, command_main
+from .config import HIGHER_IS_BETTER, TrainConfig, config_keys_help, load_train_config
 from .data.builder import build_datasets
 from .objectives import DepthObjective, trainable_groups
 from .validate import validate
@@ -71,7 +76,7 @@ def setup_distributed(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
+        raise ConfigError(f"batch_size {cfg.batch_size} is not divisible by {world} processes")
     return rank, world, device
 
 
@@ -122,16 +127,16 @@ class Trainer:
         self.objective = DepthObjective(self.model, cfg.loss, cfg.gradient_matching,
                                         cfg.silog_lambda)
         if cfg.zoom_consistency > 0 and not self.model.config.camera_aware_scale:
-            raise ValueError(f"zoom_consistency compares metric depth through two lenses: model "
-                             f"'{cfg.model}' is not camera-aware (camera_aware_scale off)")
+            raise ConfigError(f"zoom_consistency compares metric depth through two lenses: "
+                              f"model '{cfg.model}' is not camera-aware (camera_aware_scale off)")
         self.train_set, self.val_set = build_datasets(cfg.data, self.model.config)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.world, rank=self.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=True)
         self.local_batch = cfg.batch_size // self.world
         self.steps_per_epoch = len(self.sampler) // self.local_batch
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(self.train_set)} training samples make no batch of "
-                             f"{cfg.batch_size}")
+            raise ConfigError(f"{len(self.train_set)} training samples make no batch of "
+                              f"{cfg.batch_size}")
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         self.optimizer = torch.optim.AdamW(
             [{"params": self.groups["backbone"], "lr": cfg.lr, "name": "backbone"},
@@ -143,6 +148,8 @@ class Trainer:
         if self.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        # best: the best evaluation so far (metric, step, value + all metrics); saved in every
+        # checkpoint, so it survives resumes
         self.progress: dict[str, Any] = {"epoch": 0, "step": 0, "step_in_epoch": 0,
                                          "history": [], "best": None, "evals": []}
         self.writer = None
@@ -154,13 +161,45 @@ class Trainer:
         if folder is None:
             return False
         load_weights(self.model, folder / "model.safetensors")
-        state, self.progress = load_train_state(folder)
+        state, progress = load_train_state(folder)
+        self.progress = {"best": None, "evals": [], **progress}
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.rank == 0:
-            log.info("resumed from %s (epoch %d, step %d)", folder, self.progress["epoch"],
-                     self.progress["step"])
+            best = self.progress["best"]
+            log.info("resumed from %s (epoch %d, step %d; best so far: %s)", folder,
+                     self.progress["epoch"], self.progress["step"],
+                     f"{best['metric']} {best['value']:.4f} at step {best['step']}"
+                     if best else "none yet")
+            if self.progress["best"] is None:
+                self._adopt_exported_best()
+            else:
+                self._restore_best_export(folder)
         return True
+
+    def _adopt_exported_best(self) -> None:
+        """A checkpoint from before checkpoints recorded the best: take best.json's, so a
+        worse evaluation cannot replace it."""
+        try:
+            meta = json.loads((self.out / "best.json").read_text()).get("metadata", {})
+        except (OSError, ValueError):
+            return
+        key, metrics = self.cfg.best_metric, meta.get("metrics") or {}
+        step = next((e["step"] for e in reversed(self.progress["evals"])
+                     if key in metrics and e.get(key) == metrics[key]), None)
+        if step is not None:
+            self.progress["best"] = best_record(key, step, metrics)
+
+    def _restore_best_export(self, folder: Path) -> None:
+        """A run killed between a checkpoint and its best export: export it now."""
+        best = self.progress["best"]
+        if best is None or exported_best_step(self.out) == best["step"]:
+            return
+        if best["step"] != self.progress["step"]:
+            log.warning("best.safetensors does not hold the recorded best (step %d), and that "
+                        "checkpoint is gone", best["step"])
+            return
+        export_best(folder, self.out)
 
     def checkpoint(self) -> Optional[Path]:
         """Rank 0 writes a checkpoint; all ranks wait for it."""
@@ -171,6 +210,13 @@ class Trainer:
             # the backbone these trained parts sit on: create_model uses it by default
             meta = {"train_config": self.cfg.to_dict(), "command": training_command(),
                     "backbone_weights": self.cfg.backbone_weights}
+            evals = self.progress["evals"]
+            if evals and evals[-1]["step"] == self.progress["step"]:
+                # this checkpoint's own evaluation (the training validation split)
+                meta["metrics"] = {k: v for k, v in evals[-1].items() if k != "step"}
+                meta["metrics_split"] = VAL_SPLIT
+                meta["eval_step"] = self.progress["step"]
+            meta["best"] = self.progress["best"]
             folder = save_checkpoint(self.ckpt_dir, self.model, self.parts, state,
                                      self.progress, meta)
         if self.world > 1:
@@ -225,6 +271,11 @@ class Trainer:
         from tqdm import tqdm
         bar = tqdm(total=self.total_steps, initial=self.progress["step"], disable=self.rank != 0,
                    desc="train", unit="step", dynamic_ncols=True)
+        # same on every rank: all loaded the same checkpoint
+        unevaluated_end = self.progress["step"] >= self.total_steps and not self._evaluated()
+        if self.rank == 0 and self.progress["step"] >= self.total_steps:
+            log.info("nothing left to train: step %d of %d", self.progress["step"],
+                     self.total_steps)
         while self.progress["step"] < self.total_steps and self.progress["epoch"] < max(
                 self.cfg.epochs, math.ceil(self.total_steps / self.steps_per_epoch)):
             epoch = self.progress["epoch"]
@@ -245,11 +296,20 @@ class Trainer:
                 self.progress["epoch"] += 1
                 self.progress["step_in_epoch"] = 0
             self._end_of_epoch()
+        if unevaluated_end:  # killed after the final checkpoint, before its evaluation
+            self._end_of_epoch()
         bar.close()
         self._close_logs()
         return self.progress
 
+    def _evaluated(self) -> bool:
+        """Whether the current step's weights have been evaluated."""
+        evals = self.progress["evals"]
+        return bool(evals and evals[-1]["step"] == self.progress["step"])
+
     def _end_of_epoch(self) -> None:
+        """Evaluate when due, update the best, then checkpoint: the checkpoint records its own
+        evaluation and the best so far; best.safetensors is exported from it."""
         metrics = None
         epoch_done = self.progress["step_in_epoch"] == 0
         last = self.progress["step"] >= self.total_steps
@@ -257,22 +317,25 @@ class Trainer:
                                or last):
             metrics = validate(self.model, self.val_set, self.device, self.cfg.data.workers)
             self.progress["evals"].append({"step": self.progress["step"], **metrics})
-            log.info("step %d: %s", self.progress["step"],
+            log.info("step %d, %s split: %s", self.progress["step"], VAL_SPLIT,
                      ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n_images"))
             if self.writer:
                 for key, value in metrics.items():
                     self.writer.add_scalar(f"val/{key}", value, self.progress["step"])
+        improved = metrics is not None and self._is_better(metrics)
+        if improved:
+            self.progress["best"] = best_record(self.cfg.best_metric, self.progress["step"],
+                                                metrics)
         folder = self.checkpoint()
-        if metrics is not None and self._is_better(metrics):
-            self.progress["best"] = {"step": self.progress["step"], **metrics}
-            export_best(folder, self.out, metrics)
+        if improved:
+            export_best(folder, self.out)
 
     def _is_better(self, metrics: dict[str, float]) -> bool:
         key = self.cfg.best_metric
         best = self.progress["best"]
-        if best is None:
+        if best is None or key not in best:
             return True
-        higher = key in ("d1", "d2", "d3")
+        higher = key in HIGHER_IS_BETTER
         return metrics[key] > best[key] if higher else metrics[key] < best[key]
 
     def _open_logs(self) -> None:
@@ -301,19 +364,34 @@ class Trainer:
             self.writer.close()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="train config (JSON or YAML)")
+PROG = "python -m training.train"
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    """Command-line options; ``--help`` lists every config key."""
+    parser = OneLineParser(
+        prog=PROG, description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config keys (set in --config or with --set KEY=VALUE; lists as JSON, e.g. "
+               "--set data.render_size=[48,64]):\n" + config_keys_help())
+    parser.add_argument("--config", help="train config (JSON or YAML); lists only what differs "
+                        "from the defaults below")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config value (repeatable)")
-    args = parser.parse_args(argv)
+                        metavar="KEY=VALUE", help="override a config value (repeatable), "
+                        "checked against the key's type")
+    return parser.parse_args(argv)
+
+
+@command_main(PROG)
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command-line entry point: a wrong option or config value is one line and status 2."""
+    args = parse_args(argv)
+    cfg = load_train_config(args.config, args.overrides)  # checked before anything is made
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = load_train_config(args.config, args.overrides)
     trainer = Trainer(cfg)
     progress = trainer.fit()
-    if trainer.rank == 0 and progress.get("best"):
-        print(json.dumps({"best": progress["best"]}, indent=2))
+    if trainer.rank == 0:
+        print(json.dumps({"best": progress.get("best")}, indent=2))
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

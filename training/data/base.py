@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from clip_depth_ros.errors import ClipDepthError
 from clip_depth_ros.geometry import Intrinsics
 
 logger = logging.getLogger(__name__)
@@ -26,17 +27,21 @@ class SampleReadError(OSError):
         self.reason = reason
 
 
+class DataNotFoundError(ClipDepthError, FileNotFoundError):
+    """A dataset folder or file the data config names does not exist (a user's mistake)."""
+
+
 def require_dir(path: str, what: str) -> str:
-    """Return path if it is a directory, else raise FileNotFoundError naming it."""
+    """Return path if it is a directory, else raise DataNotFoundError naming it."""
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise DataNotFoundError(f"{what} not found: {path}")
     return path
 
 
 def require_file(path: str, what: str) -> str:
-    """Return path if it is a file, else raise FileNotFoundError naming it."""
+    """Return path if it is a file, else raise DataNotFoundError naming it."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
+        raise DataNotFoundError(f"{what} not found: {path}")
     return path
 
 

@@ -15,8 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from clip_depth_ros.config import ModelConfig
+from clip_depth_ros.errors import ConfigError
 
-from ..config import DataConfig
+from ..config import DATA_KINDS, DataConfig
 from .transforms import (ColorJitter, Compose, RandomCrop, RandomHorizontalFlip, RandomRotate,
                          Resize, to_tensors, transform_with_twin)
 
@@ -104,8 +105,8 @@ def base_dataset(data: DataConfig, split: str) -> Dataset:
                                      size=tuple(data.render_size), seed=seed, focal_range=focal,
                                      texture_scale_m=data.texture_scale_m, zoom_range=zoom)
     if data.zoom_pairs:
-        raise ValueError("data.zoom_pairs needs a synthetic data kind: the zoomed twin is "
-                         f"re-rendered, which '{data.kind}' data cannot be")
+        raise ConfigError("data.zoom_pairs needs a synthetic data kind: the zoomed twin is "
+                          f"re-rendered, which '{data.kind}' data cannot be")
     from .datasets import (FolderPairsDataset, KITTIEigenDataset, NYUFolderDataset,
                            NYULabeledMatDataset)
     list_file = data.train_list if train else data.val_list
@@ -118,7 +119,7 @@ def base_dataset(data: DataConfig, split: str) -> Dataset:
         return KITTIEigenDataset(data.root, list_file, depth_root=data.depth_root or None)
     if data.kind == "folder":
         return FolderPairsDataset(data.root)
-    raise ValueError(f"unknown data kind '{data.kind}'")
+    raise ConfigError(f"unknown data kind '{data.kind}'; kinds: {', '.join(DATA_KINDS)}")
 
 
 def build_datasets(data: DataConfig, model_config: ModelConfig) -> tuple[Dataset, Dataset]:
