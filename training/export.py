@@ -4,10 +4,14 @@
         --backbone-weights openai --out model.onnx [--opset 17] [--tolerance-m 0.001]
 
 The graph comes from :func:`clip_depth_ros.export_onnx.export_onnx` (fixed 1x3xHxW input,
-text side folded into constants, config in the metadata and in ``model.json``).  Right after
+text side folded into constants, config in the metadata and in a JSON sidecar beside the
+graph with the same stem: ``--out model.onnx`` writes ``model.json``; a JSON of that name that
+is not an export's, e.g. the sidecar of ``model.safetensors`` in the same folder, is never
+overwritten: choose another --out).  Right after
 the export, onnxruntime (CPU) runs random images and a synthetic room against torch; a depth
 difference above the tolerance, a graph that still holds the text tower, or metadata that
-differs from the config fails the export (exit status 1, files removed).
+differs from the config fails the export (exit status 1, files removed).  A wrong option,
+model or weights file is one line and exit status 2, with nothing written.
 """
 from __future__ import annotations
 
@@ -21,13 +25,18 @@ import numpy as np
 import torch
 
 from clip_depth_ros.config import ModelConfig
+from clip_depth_ros.errors import ConfigError
 from clip_depth_ros.export_onnx import (DEFAULT_OPSET, DEFAULT_TOLERANCE_M, INPUT_NAME,
                                         OUTPUT_NAME, ExportCheckError, check_forward,
                                         config_from_metadata, export_onnx, graph_inputs,
                                         graph_summary, probe_feeds, sidecar_path)
 from clip_depth_ros.model import create_model
 
+from .cli_errors import OneLineParser, command_main
+
 __all__ = ["ExportCheckError", "check_graph", "export_and_check", "main"]
+
+PROG = "python -m training.export"
 
 
 def _text_tower_params(config: ModelConfig) -> tuple[int, tuple[int, int]]:
@@ -102,22 +111,34 @@ def export_and_check(model: torch.nn.Module, out: Path, opset: int = DEFAULT_OPS
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     """Command-line arguments."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model name or config JSON (default: the "
                     "config recorded with --weights)")
     ap.add_argument("--weights", default=None, help="trained parts (.safetensors + sidecar)")
     ap.add_argument("--backbone-weights", default=None, help="open_clip tag, local CLIP weights "
                     "file, or 'random'")
-    ap.add_argument("--out", required=True, type=Path, help="output .onnx (model.json beside)")
-    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET)
+    ap.add_argument("--out", required=True, type=Path,
+                    help="output graph, a .onnx path; its sidecar is the same path with .json "
+                         "(model.onnx -> model.json beside it), and an existing JSON of that "
+                         "name that is not an export's (a weights sidecar) is never overwritten")
+    ap.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                    help=f"ONNX opset, >= 17 (default {DEFAULT_OPSET})")
     ap.add_argument("--tolerance-m", type=float, default=DEFAULT_TOLERANCE_M,
                     help="max abs depth difference onnxruntime vs torch, metres")
     return ap.parse_args(argv)
 
 
+@command_main(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
-    """Export + check; exit status 1 when a check fails."""
+    """Export + check; exit status 1 when a check fails, 2 for a wrong option or model."""
     args = parse_args(argv)
+    if args.out.suffix != ".onnx":
+        raise ConfigError(f"--out {args.out}: give a .onnx path (its sidecar is the same path "
+                          "with .json)")
+    if args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a folder; give a .onnx file path")
+    if args.tolerance_m < 0:
+        raise ConfigError(f"--tolerance-m must be >= 0 m, not {args.tolerance_m}")
     model = create_model(args.model, weights=args.weights, backbone_weights=args.backbone_weights)
     try:
         report = export_and_check(model, args.out, args.opset, args.tolerance_m)
