@@ -67,6 +67,9 @@ class MirrorConfig:
     tokens: int = 64
     init_std: float = 0.02
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32])
+    # a per-pixel uncertainty output (the Laplace scale of the log-depth error), trained with
+    # a Laplace NLL term; the node turns it into depth/confidence
+    uncertainty: bool = False
 
 
 @dataclass
@@ -130,6 +133,8 @@ class MethodSection:
     config_class: type
     check: Optional[Callable[[str, Any], None]] = None  # (model name, section) -> raise
     focal_conditioning: bool = False  # its decoder can read log(f_px / canonical f)
+    # whether a model of this method (with this section) outputs a per-pixel confidence
+    confidence: Callable[[Any], bool] = lambda section: False
 
     @property
     def field(self) -> str:
@@ -138,9 +143,11 @@ class MethodSection:
 
 
 METHOD_SECTIONS: dict[str, MethodSection] = {section.name: section for section in (
-    MethodSection("depthclip", DepthCLIPConfig, _check_depthclip),
-    MethodSection("mirror", MirrorConfig, focal_conditioning=True),
-    MethodSection("moa", MoAConfig, _check_moa),
+    MethodSection("depthclip", DepthCLIPConfig, _check_depthclip,
+                  confidence=lambda section: True),  # from its bin distribution
+    MethodSection("mirror", MirrorConfig, focal_conditioning=True,
+                  confidence=lambda section: bool(section.uncertainty)),
+    MethodSection("moa", MoAConfig, _check_moa, confidence=lambda section: True),
 )}
 METHODS = tuple(METHOD_SECTIONS)
 
@@ -216,6 +223,12 @@ class ModelConfig:
                 other.check(self.name, settings)
         if self.lora is not None:
             _check_lora(self.name, self.lora)
+
+    @property
+    def has_confidence(self) -> bool:
+        """Whether the model outputs a per-pixel confidence (bins or an uncertainty head)."""
+        section = METHOD_SECTIONS[self.method]
+        return section.confidence(getattr(self, section.field))
 
     @property
     def input_hw(self) -> tuple[int, int]:

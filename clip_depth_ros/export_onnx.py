@@ -35,6 +35,7 @@ FOCAL_INPUT = "f_px"  # focal length (px) at the source image's resolution; 0 = 
 WIDTH_INPUT = "image_width"  # the source image's width (px)
 CAMERA_INPUTS = (FOCAL_INPUT, WIDTH_INPUT)
 OUTPUT_NAME = "depth"
+CONFIDENCE_OUTPUT = "confidence"  # models with bins or an uncertainty head: [1, 1, H, W] 0..1
 DEFAULT_TOLERANCE_M = 1e-3
 DEFAULT_OPSET = 17
 FORMAT = "clip_depth_ros.onnx/2"  # /2: the graph is infer (camera inputs), not forward
@@ -109,16 +110,25 @@ def graph_inputs(config: ModelConfig) -> tuple[str, ...]:
     return (INPUT_NAME, *CAMERA_INPUTS) if config.camera_aware_scale else (INPUT_NAME,)
 
 
+def graph_outputs(config: ModelConfig) -> tuple[str, ...]:
+    """The output names of a model's exported graph: depth, plus the model's confidence when
+    it has one (bin heads, an uncertainty head)."""
+    return (OUTPUT_NAME, CONFIDENCE_OUTPUT) if config.has_confidence else (OUTPUT_NAME,)
+
+
 class _InferGraph(torch.nn.Module):
-    """``DepthModel.infer`` as a module, so the exporter traces the camera contract too."""
+    """``DepthModel.infer`` (with its confidence, when the model has one) as a module, so the
+    exporter traces the camera contract too."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, image: torch.Tensor, f_px: Optional[torch.Tensor] = None,
-                image_width: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Metric depth for a normalised batch and its camera (see the module docstring)."""
+                image_width: Optional[torch.Tensor] = None) -> Any:
+        """Metric depth (and confidence) for a normalised batch and its camera."""
+        if self.model.config.has_confidence:
+            return self.model.infer_with_confidence(image, f_px, image_width)
         return self.model.infer(image, f_px, image_width)
 
 
@@ -169,6 +179,14 @@ def check_forward(model: torch.nn.Module, onnx_path: Union[str, os.PathLike],
         with torch.no_grad():
             expected = model.infer(*args).float().cpu().numpy()
         got = session.run([OUTPUT_NAME], {n: feed[n] for n in names})[0]
+        if model.config.has_confidence:  # the confidence output must match as well
+            with torch.no_grad():
+                want_conf = model.infer_with_confidence(*args)[1].float().cpu().numpy()
+            got_conf = session.run([CONFIDENCE_OUTPUT], {n: feed[n] for n in names})[0]
+            conf_diff = float(np.max(np.abs(got_conf.astype(np.float64) - want_conf)))
+            if not conf_diff <= 1e-3:
+                raise ExportCheckError(f"{onnx_path}: onnxruntime's confidence differs from "
+                                       f"torch's by {conf_diff:.3g} (tolerance 1e-3)")
         if got.shape != expected.shape:
             raise ExportCheckError(f"{onnx_path}: onnxruntime output {got.shape} != torch "
                                    f"{expected.shape}")
@@ -223,7 +241,8 @@ def export_onnx(model: torch.nn.Module, path: Union[str, os.PathLike],
     data = config.to_dict()
     side = {"format": FORMAT, "backbone": config.backbone.name,
             **{key: data[key] for key in _METADATA_KEYS if key != "backbone"}, "config": data,
-            "input_names": list(inputs), "output_name": OUTPUT_NAME, "opset": opset,
+            "input_names": list(inputs), "output_names": list(graph_outputs(config)),
+            "opset": opset,
             "torch": torch.__version__}
     write_bytes_atomic(sidecar_path(path), json.dumps(side, indent=2).encode())
     if check:
@@ -271,8 +290,8 @@ def _trace_to_onnx(module: torch.nn.Module, example: tuple, raw: Path, opset: in
                                     module=r"torch\.onnx.*|clip_depth_ros\.export_onnx")
             torch.onnx.export(module, example, str(raw), dynamo=False,
                               opset_version=opset, input_names=list(inputs),
-                              output_names=[OUTPUT_NAME], do_constant_folding=True,
-                              export_params=True)
+                              output_names=list(graph_outputs(module.model.config)),
+                              do_constant_folding=True, export_params=True)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 

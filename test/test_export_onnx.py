@@ -12,6 +12,7 @@ from onnx import numpy_helper  # noqa: E402
 
 from clip_depth_ros.export_onnx import (INPUT_NAME, OUTPUT_NAME, ExportCheckError,  # noqa: E402
                                         check_forward, config_from_metadata, export_onnx,
+                                        graph_outputs,
                                         probe_feeds, read_onnx_config, sidecar_path)
 from clip_depth_ros.model import create_model  # noqa: E402
 from training.export import check_graph, export_and_check, main  # noqa: E402
@@ -45,9 +46,12 @@ def test_opset_and_fixed_input_shape(exported):
     assert opset >= 17 and report["opset"] == opset
     h, w = model.config.input_hw
     assert [i.name for i in graph.graph.input] == [INPUT_NAME]
-    assert [o.name for o in graph.graph.output] == [OUTPUT_NAME]
+    # depth, plus the model's confidence for bin heads (DepthCLIP, MoA)
+    assert [o.name for o in graph.graph.output] == list(graph_outputs(model.config))
+    assert graph.graph.output[0].name == OUTPUT_NAME
+    assert (len(graph.graph.output) == 2) == model.config.has_confidence
     assert _dims(graph.graph.input[0]) == [1, 3, h, w]  # numbers, no symbolic dims
-    assert _dims(graph.graph.output[0]) == [1, 1, h, w]
+    assert all(_dims(o) == [1, 1, h, w] for o in graph.graph.output)
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
 
 

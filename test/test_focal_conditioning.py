@@ -101,7 +101,8 @@ def test_torch_backend_plain_and_fast_path_pass_the_lens(tmp_path):
     x = torch.from_numpy(preprocess(image, model.config))
     with torch.no_grad():
         ref = model.infer(x, f_net)[0, 0].numpy()
-    direct = plain.predict(x.numpy(), *camera_inputs(k, image.shape[1]))
+    direct, confidence = plain.predict(x.numpy(), *camera_inputs(k, image.shape[1]))
+    assert confidence is None  # no uncertainty head, no bins
     np.testing.assert_allclose(direct, ref, rtol=1e-5, atol=1e-5)
 
 

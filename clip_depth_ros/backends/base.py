@@ -69,9 +69,11 @@ class HostFrameBackend:
     precisions: tuple[str, ...] = ("fp32",)
     config: ModelConfig
 
-    def predict(self, batch: np.ndarray, f_px: np.ndarray, image_width: np.ndarray) -> np.ndarray:
-        """Metric depth (h, w) float32 at the model input size for a normalised (1, 3, h, w)
-        batch and the :func:`camera_inputs` of its source image."""
+    def predict(self, batch: np.ndarray, f_px: np.ndarray,
+                image_width: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(metric depth, the model's own confidence in [0, 1] or None), each (h, w) float32
+        at the model input size, for a normalised (1, 3, h, w) batch and the
+        :func:`camera_inputs` of its source image."""
         raise NotImplementedError
 
     def infer_frame(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
@@ -83,14 +85,16 @@ class HostFrameBackend:
         check_intrinsics(intrinsics, width, height)
         batch = preprocess(image_rgb, self.config)
         t1 = time.perf_counter()
-        depth_small = self.predict(batch, *camera_inputs(intrinsics, width))
+        depth_small, confidence_small = self.predict(batch, *camera_inputs(intrinsics, width))
         t2 = time.perf_counter()
         depth = resize_back(depth_small, width, height)
         t3 = time.perf_counter()
         timings = {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3,
                    "postprocess": (t3 - t2) * 1e3}
         usable = intrinsics if intrinsics is not None and intrinsics.is_valid() else None
-        return host_outputs(depth, image_rgb, usable, request, timings)
+        outputs = host_outputs(depth, image_rgb, usable, request, timings)
+        outputs.model_confidence = confidence_small  # resized by the confidence step if used
+        return outputs
 
     def infer(self, image_rgb: np.ndarray,
               intrinsics: Optional[Intrinsics] = None) -> np.ndarray:

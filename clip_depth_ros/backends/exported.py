@@ -16,8 +16,8 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..export_onnx import (FOCAL_INPUT, INPUT_NAME, OUTPUT_NAME, WIDTH_INPUT, cached_export,
-                           graph_inputs)
+from ..export_onnx import (FOCAL_INPUT, INPUT_NAME, WIDTH_INPUT, cached_export, graph_inputs,
+                           graph_outputs)
 from .base import HostFrameBackend
 from .engine_cache import DEFAULT_CACHE_DIR
 
@@ -46,11 +46,11 @@ def check_graph_io(source: Union[str, Path], config: ModelConfig, inputs: Sequen
                    input_shape: Sequence, outputs: Sequence[str]) -> None:
     """The graph's I/O must be the exporter's fixed-shape contract for this config."""
     height, width = config.input_hw
-    expected = list(graph_inputs(config))
-    if list(inputs) != expected or list(outputs) != [OUTPUT_NAME] \
+    expected, expected_out = list(graph_inputs(config)), list(graph_outputs(config))
+    if list(inputs) != expected or sorted(outputs) != sorted(expected_out) \
             or list(input_shape) != [1, 3, height, width]:
         raise ConfigError(f"{source}: expected inputs {expected} (image [1, 3, {height}, "
-                          f"{width}]) and output '{OUTPUT_NAME}', got {list(inputs)} -> "
+                          f"{width}]) and outputs {expected_out}, got {list(inputs)} -> "
                           f"{list(outputs)} with image shape {list(input_shape)}; re-export it "
                           "with this version (python -m training.export)")
 

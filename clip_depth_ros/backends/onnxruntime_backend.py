@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import BackendError, ConfigError
-from ..export_onnx import OUTPUT_NAME, config_from_metadata
+from ..export_onnx import config_from_metadata, graph_outputs
 from .base import check_precision
 from .engine_cache import DEFAULT_CACHE_DIR
 from .exported import ExportedGraphBackend, check_graph_io, graph_feed, resolve_onnx
@@ -112,12 +112,16 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
         check_graph_io(self.onnx_path, self.config, [i.name for i in inputs], inputs[0].shape,
                        [o.name for o in outputs])
 
-    def predict(self, batch: np.ndarray, f_px: np.ndarray, image_width: np.ndarray) -> np.ndarray:
-        """Metric depth (h, w) float32 at the model input size (the graph is ``infer``)."""
+    def predict(self, batch: np.ndarray, f_px: np.ndarray,
+                image_width: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(metric depth, the model's confidence or None), (h, w) float32 at the model input
+        size (the graph is ``infer``)."""
         if self._session is None:
             raise BackendError("the onnxruntime backend was closed")
         feed = graph_feed(self.config, batch, f_px, image_width)
-        return self._session.run([OUTPUT_NAME], feed)[0][0, 0].astype(np.float32, copy=False)
+        maps = [m[0, 0].astype(np.float32, copy=False)
+                for m in self._session.run(list(graph_outputs(self.config)), feed)]
+        return maps[0], (maps[1] if len(maps) > 1 else None)
 
     def describe(self) -> dict[str, str]:
         """The common fields plus the active onnxruntime providers."""

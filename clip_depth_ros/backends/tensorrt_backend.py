@@ -18,7 +18,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import BackendError, ConfigError
-from ..export_onnx import OUTPUT_NAME, read_onnx_config
+from ..export_onnx import graph_outputs, read_onnx_config
 from .base import check_precision
 from .engine_cache import DEFAULT_CACHE_DIR, calibration_set_sha256, load_or_build
 from .exported import ExportedGraphBackend, graph_feed, resolve_onnx
@@ -131,8 +131,10 @@ class TensorRTBackend(ExportedGraphBackend):
             self._context.set_tensor_address(name, buffers[name].data_ptr())
         return buffers
 
-    def predict(self, batch: np.ndarray, f_px: np.ndarray, image_width: np.ndarray) -> np.ndarray:
-        """Metric depth (h, w) float32 at the model input size (the engine runs ``infer``)."""
+    def predict(self, batch: np.ndarray, f_px: np.ndarray,
+                image_width: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(metric depth, the model's confidence or None), (h, w) float32 at the model input
+        size (the engine runs ``infer``)."""
         if self._context is None:
             raise BackendError("the tensorrt backend was closed")
         feed = graph_feed(self.config, batch, f_px, image_width)
@@ -143,10 +145,11 @@ class TensorRTBackend(ExportedGraphBackend):
                                           non_blocking=True)
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError("TensorRT execute_async_v3 failed")
-            # a copy: the output buffer is overwritten by the next frame
-            depth = self._buffers[OUTPUT_NAME].to("cpu", torch.float32, copy=True)
+            # copies: the output buffers are overwritten by the next frame
+            maps = [self._buffers[name].to("cpu", torch.float32, copy=True)
+                    for name in graph_outputs(self.config)]
         self._stream.synchronize()
-        return depth.numpy()[0, 0]
+        return maps[0].numpy()[0, 0], (maps[1].numpy()[0, 0] if len(maps) > 1 else None)
 
     def describe(self) -> dict[str, str]:
         """The common fields plus the TensorRT version and typing, GPU and engine file."""

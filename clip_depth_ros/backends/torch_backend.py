@@ -83,7 +83,7 @@ class FrameRunner:
     def _body(self) -> torch.Tensor:
         x = torch_ops.preprocess_uint8(self.dev_in, self.input_hw, self.scale, self.offset,
                                        self.dtype)
-        depth = self.infer(x, self.f_px, self.image_width)
+        depth = self.infer(x, self.f_px, self.image_width)[0]
         return torch_ops.resize_depth_back(depth, self.height, self.width)
 
     def _capture(self) -> None:
@@ -172,11 +172,12 @@ class TorchBackend(HostFrameBackend):
         self.fast_path = fast_path == "always" or (fast_path == "auto" and cuda)
         self.cuda_graphs = bool(cuda_graphs) and cuda and self.fast_path
         self.compiled = bool(compile)
-        # DepthModel.infer: the network plus the camera contract (focal length in)
-        self._infer: Callable[..., torch.Tensor] = self.model.infer
+        # DepthModel.infer_with_confidence: the network plus the camera contract (focal length
+        # in), and the model's own confidence when it has one
+        self._infer: Callable[..., tuple] = self.model.infer_with_confidence
         if self.compiled:
             # fixed shapes: no dynamic-shape guards; the first frame of each size compiles
-            self._infer = torch.compile(self.model.infer, dynamic=False)
+            self._infer = torch.compile(self.model.infer_with_confidence, dynamic=False)
         self._runners: OrderedDict[tuple[int, int], FrameRunner] = OrderedDict()
         self._rays: OrderedDict[tuple[Intrinsics, int], tuple[torch.Tensor, torch.Tensor]] = \
             OrderedDict()
@@ -196,13 +197,16 @@ class TorchBackend(HostFrameBackend):
                 "mode": mode}
 
     @torch.inference_mode()
-    def predict(self, batch: np.ndarray, f_px: np.ndarray, image_width: np.ndarray) -> np.ndarray:
-        """Metric depth (h, w) float32 at the model input size (``DepthModel.infer``)."""
+    def predict(self, batch: np.ndarray, f_px: np.ndarray,
+                image_width: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """(metric depth, the model's confidence or None) at the model input size
+        (``DepthModel.infer_with_confidence``)."""
         x = torch.from_numpy(batch).to(self.device, self.dtype)
         # tensors, not floats: torch.compile would specialise on every focal length
-        depth = self._infer(x, torch.from_numpy(f_px).to(self.device),
-                            torch.from_numpy(image_width).to(self.device))
-        return depth[0, 0].float().cpu().numpy()
+        depth, confidence = self._infer(x, torch.from_numpy(f_px).to(self.device),
+                                        torch.from_numpy(image_width).to(self.device))
+        return (depth[0, 0].float().cpu().numpy(),
+                None if confidence is None else confidence[0, 0].float().cpu().numpy())
 
     def warm_up(self, width: int = 640, height: int = 480) -> float:
         """Run one frame of this size (compiles / captures it before any real frame arrives);

@@ -10,6 +10,7 @@ MobileOne-style branches of convolutional towers (the factory does both for infe
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Union
 
 import torch
@@ -150,16 +151,57 @@ class DepthModel(nn.Module):
         camera.  With ``camera_aware_scale`` on, depth = canonical * f_model / canonical_f
         (a focal-conditioned decoder also reads that ratio); otherwise f_px is ignored.
         """
-        if not self.config.camera_aware_scale or f_px is None:
-            return self.forward(image)
-        focal = torch.as_tensor(f_px, dtype=torch.float32, device=image.device).reshape(-1)
-        if image_width is not None:
-            width = torch.as_tensor(image_width, dtype=torch.float32,
-                                    device=image.device).reshape(-1)
-            focal = focal * (float(image.shape[-1]) / width.clamp_min(1.0))
-        known = focal > 0
-        scale = torch.where(known, focal / self.config.canonical_focal_px,
-                            torch.ones_like(focal))
-        canonical = self.forward(image, scale)
+        return self._infer(image, f_px, image_width, with_confidence=False)[0]
+
+    def infer_with_confidence(self, image: torch.Tensor,
+                              f_px: Union[float, torch.Tensor, None] = None,
+                              image_width: Union[float, torch.Tensor, None] = None
+                              ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(metric depth as :meth:`infer` gives it, the model's confidence (B, 1, H, W) in
+        [0, 1] or None when the model has no such output)."""
+        return self._infer(image, f_px, image_width, with_confidence=True)
+
+    def _infer(self, image: torch.Tensor, f_px: Union[float, torch.Tensor, None],
+               image_width: Union[float, torch.Tensor, None], with_confidence: bool
+               ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        scale = None
+        if self.config.camera_aware_scale and f_px is not None:
+            focal = torch.as_tensor(f_px, dtype=torch.float32, device=image.device).reshape(-1)
+            if image_width is not None:
+                width = torch.as_tensor(image_width, dtype=torch.float32,
+                                        device=image.device).reshape(-1)
+                focal = focal * (float(image.shape[-1]) / width.clamp_min(1.0))
+            scale = torch.where(focal > 0, focal / self.config.canonical_focal_px,
+                                torch.ones_like(focal))
+        if with_confidence and self.config.has_confidence:
+            canonical, aux = self.forward_with_aux(image, scale)
+            confidence = self._to_input_size_raw(model_confidence(aux), image)
+        else:
+            canonical, confidence = self.forward(image, scale), None
+        if scale is None:
+            return canonical, confidence
         depth = canonical * scale.to(canonical.dtype).reshape(-1, 1, 1, 1)
-        return depth.clamp(self.config.min_depth, self.config.max_depth)
+        return depth.clamp(self.config.min_depth, self.config.max_depth), confidence
+
+    @staticmethod
+    def _to_input_size_raw(values: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """A per-pixel map resized (bilinear) to the image's size, unclamped."""
+        if values.shape[-2:] != image.shape[-2:]:
+            values = F.interpolate(values, size=image.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+        return values
+
+
+CONFIDENCE_LOG_ERROR = 0.1  # Laplace scale b (log depth) at which the confidence is exp(-1)
+
+
+def model_confidence(aux: "AuxOutputs") -> torch.Tensor:
+    """The model's own confidence (B, 1, h, w) in [0, 1] from a head's auxiliary outputs:
+    exp(-b / 0.1) for a Laplace scale b of the log-depth error (an uncertainty head), or
+    1 - normalised entropy of a bin distribution (bin heads)."""
+    if "log_b" in aux:
+        return torch.exp(-torch.exp(aux["log_b"].float()) / CONFIDENCE_LOG_ERROR)
+    probs = aux["bin_probs"].float() if "bin_probs" in aux else \
+        torch.softmax(aux["bin_logits"].float(), dim=1)
+    entropy = -(probs * torch.log(probs.clamp_min(1e-8))).sum(dim=1, keepdim=True)
+    return 1.0 - entropy / math.log(probs.shape[1])

@@ -49,11 +49,13 @@ class DepthCLIPHead(nn.Module):
     def forward(self, encoder: ImageEncoder, image: torch.Tensor,
                 text_embedding: torch.Tensor) -> torch.Tensor:
         """Depth (B, 1, h, w) at patch resolution, in the bins' units (metres)."""
-        probs = self.bin_probabilities(encoder, image, text_embedding)
-        return torch.einsum("bkhw,k->bhw", probs, self.bins_m.to(probs.dtype)).unsqueeze(1)
+        return self.forward_with_aux(encoder, image, text_embedding)[0]
 
     def forward_with_aux(self, encoder: ImageEncoder, image: torch.Tensor,
                          text_embedding: torch.Tensor
                          ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(depth as ``forward`` returns it, {}): DepthCLIP has no auxiliary outputs."""
-        return self(encoder, image, text_embedding), {}
+        """(depth as ``forward`` returns it, {"bin_probs": (B, K, h, w)}): the bin
+        distribution, which the confidence output reads."""
+        probs = self.bin_probabilities(encoder, image, text_embedding)
+        depth = torch.einsum("bkhw,k->bhw", probs, self.bins_m.to(probs.dtype)).unsqueeze(1)
+        return depth, {"bin_probs": probs}

@@ -87,6 +87,18 @@ class MirrorHead(nn.Module):
         self.stages = nn.ModuleList(FiLMUpBlock(i, o, embed_dim, focal_conditioning)
                                     for i, o in zip(ins, channels))
         self.out = nn.Conv2d(channels[-1], 1, kernel_size=3, padding=1)
+        # uncertainty: log of the Laplace scale b of the log-depth error (b = 0.1: ~10%
+        # typical error); starts at a constant log(0.2) so an untrained head says "unsure"
+        self.uncertainty: Optional[nn.Conv2d] = None
+        if config.uncertainty:
+            self.add_uncertainty()
+
+    def add_uncertainty(self) -> None:
+        """Add the (untrained) uncertainty output to this head, e.g. to fine-tune it alone."""
+        self.uncertainty = nn.Conv2d(self.out.in_channels, 1, kernel_size=3, padding=1).to(
+            self.out.weight.device, self.out.weight.dtype)
+        nn.init.zeros_(self.uncertainty.weight)
+        nn.init.constant_(self.uncertainty.bias, math.log(0.2))
 
     def compute_text_embedding(self, text: TextEncoder) -> torch.Tensor:
         """The prompt embedding e (1, D) from the mirror through the frozen text encoder."""
@@ -97,18 +109,22 @@ class MirrorHead(nn.Module):
                 log_focal: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Depth (B, 1, H, W) in metres at (about) the input resolution; log_focal (B, 1):
         log(f_px / canonical f) for a focal-conditioned decoder (None: the canonical camera)."""
+        return self.forward_with_aux(encoder, image, text_embedding, log_focal)[0]
+
+    def forward_with_aux(self, encoder: ImageEncoder, image: torch.Tensor,
+                         text_embedding: torch.Tensor, log_focal: Optional[torch.Tensor] = None
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(depth as ``forward`` returns it, aux): with an uncertainty output, aux holds
+        ``log_b`` (B, 1, H, W), the log Laplace scale of the log-depth error; else {}."""
         maps = encoder.feature_maps(image)
         x = self._join_taps(None, maps, 0)
         emb = text_embedding.to(x.dtype)
         for k, stage in enumerate(self.stages):
             x = stage(self._join_taps(x, maps, k) if k else x, emb, log_focal)
-        return torch.sigmoid(self.out(x)) * self.max_depth
-
-    def forward_with_aux(self, encoder: ImageEncoder, image: torch.Tensor,
-                         text_embedding: torch.Tensor, log_focal: Optional[torch.Tensor] = None
-                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(depth as ``forward`` returns it, {}): Mirror has no auxiliary outputs."""
-        return self(encoder, image, text_embedding, log_focal), {}
+        depth = torch.sigmoid(self.out(x)) * self.max_depth
+        if self.uncertainty is None:
+            return depth, {}
+        return depth, {"log_b": self.uncertainty(x)}
 
     def _join_taps(self, x: Optional[torch.Tensor], maps: list[torch.Tensor],
                    stage: int) -> torch.Tensor:
