@@ -29,6 +29,7 @@ from clip_depth_ros.errors import ConfigError
 from clip_depth_ros.export_onnx import (DEFAULT_OPSET, DEFAULT_TOLERANCE_M, INPUT_NAME,
                                         OUTPUT_NAME, ExportCheckError, check_forward,
                                         config_from_metadata, export_onnx, graph_inputs,
+                                        graph_outputs,
                                         graph_summary, probe_feeds, sidecar_path)
 from clip_depth_ros.model import create_model
 
@@ -64,8 +65,9 @@ def check_graph(model: torch.nn.Module, onnx_path: Path, opset: int) -> dict[str
     expected_inputs[INPUT_NAME] = [1, 3, height, width]
     if summary["inputs"] != expected_inputs:
         problems.append(f"inputs {summary['inputs']} != {expected_inputs}")
-    if summary["outputs"] != {OUTPUT_NAME: [1, 1, height, width]}:
-        problems.append(f"outputs {summary['outputs']} != {OUTPUT_NAME} [1, 1, {height}, {width}]")
+    expected_outputs = {name: [1, 1, height, width] for name in graph_outputs(config)}
+    if summary["outputs"] != expected_outputs:
+        problems.append(f"outputs {summary['outputs']} != {expected_outputs}")
     if config_from_metadata(summary["metadata"]) != config:
         problems.append("the model config in the ONNX metadata differs from the model's")
     text_params, token_shape = _text_tower_params(config)
