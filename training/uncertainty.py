@@ -12,7 +12,6 @@ log b into ``depth/confidence``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -24,9 +23,11 @@ import numpy as np
 import torch
 
 from clip_depth_ros.config import resolve_weights
+from clip_depth_ros.errors import ConfigError
 from clip_depth_ros.model import create_model, save_weights
 from clip_depth_ros.preprocessing import preprocess
 from clip_depth_ros.weights import read_sidecar
+from training.cli_errors import OneLineParser, command_main
 from training.data.synthetic import SyntheticDepthDataset
 
 def build(weights: str) -> torch.nn.Module:
@@ -94,9 +95,10 @@ def train(model: torch.nn.Module, steps: int, batch_size: int, lr: float, seed: 
     return losses
 
 
+@command_main("training.uncertainty")
 def main(argv: Optional[list[str]] = None) -> int:
     """Fine-tune and save; one line per mistake (exit 2)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="training.uncertainty", description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="demo-mirror", help="bundled name or a .safetensors "
                     "of a Mirror model (default: %(default)s)")
     ap.add_argument("--out", type=Path, required=True, help="new weights file (.safetensors; "
@@ -113,9 +115,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     "(default: 180 560)")
     args = ap.parse_args(argv)
     if args.out.suffix != ".safetensors" or not args.out.parent.is_dir():
-        print(f"training.uncertainty: error: --out must be a .safetensors path in an existing "
-              f"folder, not {args.out}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--out must be a .safetensors path in an existing folder, not "
+                          f"{args.out}")
+    if args.steps < 1 or args.batch_size < 1 or not args.lr > 0:
+        raise ConfigError("--steps and --batch-size must be >= 1 and --lr > 0")
     torch.manual_seed(args.seed)
     model = build(args.weights)
     start = time.monotonic()
