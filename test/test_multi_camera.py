@@ -45,9 +45,12 @@ def cameras(tmp_path_factory):
             pubs[ns] = (probe.node.create_publisher(Image, f"{ns}/image", RELIABLE),
                         probe.node.create_publisher(CameraInfo, f"{ns}/camera_info", RELIABLE))
         probe.subscribe(DiagnosticArray, "/diagnostics")
-        for ns, (image_pub, _) in pubs.items():
+        # both inputs matched: on Jazzy (Fast DDS 2.x) the node's camera_info subscription
+        # matches after its image one, and a camera_info sent before is lost (best effort)
+        for ns, (image_pub, info_pub) in pubs.items():
             log = logs / f"{ns[1:]}.log"
-            probe.wait_for(lambda: image_pub.get_subscription_count() > 0
+            probe.wait_for(lambda: (image_pub.get_subscription_count() > 0
+                                    and info_pub.get_subscription_count() > 0)
                            or "configure failed" in log.read_text(), 180)
             assert image_pub.get_subscription_count() > 0, \
                 f"{ns} never subscribed; log:\n{log.read_text()}"
