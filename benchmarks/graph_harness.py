@@ -1,4 +1,5 @@
-"""The live graph under benchmark: the depth node as its own process, a player, a recorder.
+"""The live graph under benchmark: the depth node as its own process (the runtime's one
+launcher, clip_depth_ros.ros.launcher.NodeProcess), a player, a recorder.
 
 Shared by benchmarks/live_graph.py (fixed rate, peak search), benchmarks/soak.py and
 test/test_soak_short.py.  The player publishes pre-rendered synthetic frames (rgb8 image +
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,11 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, i
 
 import numpy as np  # noqa: E402
 
-from clip_depth_ros.ros.demo import (DEFAULT_PARAMS, PACKAGE_ROOT, confine_dds,  # noqa: E402
-                                     stop_process)
+from clip_depth_ros.ros.launcher import (DEFAULT_PARAMS, NodeProcess,  # noqa: E402  (no rclpy)
+                                         confine_dds, dds_confined)
 
-if not (os.environ.get("FASTDDS_BUILTIN_TRANSPORTS") == "SHM"
-        and os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")):
+if not dds_confined():
     confine_dds()  # before rclpy is imported; pytest's conftest has already confined DDS
 
 import rclpy  # noqa: E402
@@ -41,6 +40,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from clip_depth_ros.geometry import Intrinsics  # noqa: E402
+from clip_depth_ros.stamps import NS_PER_S, stamp_from_ns, stamp_ns  # noqa: E402
 from clip_depth_ros.ros.conversions import intrinsics_to_camera_info, numpy_to_image  # noqa: E402
 from clip_depth_ros.synthetic import demo_trajectory, random_indoor_scene, render  # noqa: E402
 
@@ -52,11 +52,12 @@ OUTPUT_QOS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
 COUNTERS = ("frames_received", "frames_processed", "frames_dropped")
 
 
-def stamp_ns(data: bytes) -> int:
-    """header.stamp (ns) of a serialized message whose first field is a Header (CDR)."""
+def cdr_stamp_ns(data: bytes) -> int:
+    """header.stamp (ns) read straight from a serialized (CDR) message whose first field is a
+    Header, without deserialising it (a 1.2 MB depth image stays bytes)."""
     order = "<" if data[1] & 1 else ">"  # encapsulation id: 0x0001 little, 0x0000 big endian
     sec, nanosec = struct.unpack_from(order + "iI", data, 4)
-    return sec * 10**9 + nanosec
+    return sec * NS_PER_S + nanosec
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -87,41 +88,6 @@ def render_frames(width: int, height: int, count: int, seed: int = 7) -> tuple[l
         intrinsics
 
 
-class NodeProcess:
-    """The depth node as its own process (env inherited: DDS confined), with its memory use."""
-
-    def __init__(self, params_file: str, overrides: dict[str, str], log_path: Path):
-        cmd = [sys.executable, "-m", "clip_depth_ros.ros.main", "--ros-args",
-               "--params-file", str(params_file)]
-        for name, value in overrides.items():
-            cmd += ["-p", f"{name}:={value}"]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(PACKAGE_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def alive(self) -> bool:
-        """True while the process runs."""
-        return self.proc.poll() is None
-
-    def rss_kib(self) -> int:
-        """Resident memory (VmRSS, KiB) of the node process; 0 once it has exited."""
-        try:
-            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s."""
-        stop_process(self.proc)
-        self._log.close()
-
-
 class Player:
     """Publishes pre-built frames at a fixed rate, each under a new unique stamp."""
 
@@ -141,7 +107,7 @@ class Player:
         """Publish the next frame (camera_info first, same stamp); returns its stamp in ns."""
         now_ns = max(self.node.get_clock().now().nanoseconds, self._last_ns + 1)
         self._last_ns = now_ns
-        stamp = Time(sec=now_ns // 10**9, nanosec=now_ns % 10**9)
+        stamp = stamp_from_ns(now_ns, Time)
         image = self.images[self._seq % len(self.images)]
         self._seq += 1
         image.header.stamp = self.info.header.stamp = stamp
@@ -186,14 +152,14 @@ class Recorder:
         def store(data: bytes) -> None:  # raw: no deserialisation of the 1.2 MB payload
             t = time.monotonic()
             with self.lock:
-                self.arrivals[topic].setdefault(stamp_ns(data), t)  # first copy counts
+                self.arrivals[topic].setdefault(cdr_stamp_ns(data), t)  # first copy counts
                 self.messages[topic] += 1
         return store
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.endswith(": depth"):
-                stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+                stamp = stamp_ns(msg.header.stamp)
                 with self.lock:
                     self.diagnostics = (stamp, {kv.key: kv.value for kv in status.values})
 
@@ -275,7 +241,7 @@ class LiveGraph:
 
     def _start(self) -> None:
         # the node loads its model while the frames render
-        self.node_proc = NodeProcess(self.params_file, self.overrides, self.log_path)
+        self.node_proc = NodeProcess(self.params_file, self.overrides, self.log_path).start()
         frames, intrinsics = render_frames(self.width, self.height, self.distinct_frames)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)

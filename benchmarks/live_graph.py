@@ -9,8 +9,9 @@ drop rate = 1 - received/published, and the node's own /diagnostics counters ove
 ``--find-peak`` steps the rate up and reports the highest rate kept with < 5% dropped frames.
 
 DDS stays on this machine (config/fastdds_shm.xml, shared memory only, a private domain id).
-The player, recorder and node process live in benchmarks/graph_harness.py.  A benchmark
-prints a table; nothing here asserts.  ``python -m benchmarks.live_graph --help``.
+The player and recorder live in benchmarks/graph_harness.py, the node process in
+clip_depth_ros/ros/launcher.py.  A benchmark prints a table; nothing here asserts.
+``python -m benchmarks.live_graph --help``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clip_depth_ros.ros.demo import DEFAULT_PARAMS, confine_dds  # noqa: E402  (no rclpy)
+from clip_depth_ros.ros.launcher import DEFAULT_PARAMS, confine_dds  # noqa: E402  (no rclpy)
 
 if TYPE_CHECKING:  # the harness imports rclpy: only when a graph is built
     from benchmarks.graph_harness import LiveGraph

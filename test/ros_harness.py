@@ -1,9 +1,7 @@
 """Helpers for tests against a live ROS graph: the node as a process, a spinning probe node."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -17,39 +15,24 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from clip_depth_ros.ros.demo import stop_process
+from clip_depth_ros.ros.launcher import DEFAULT_PARAMS, NodeProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS_FILE = ROOT / "config" / "depth.yaml"
+PARAMS_FILE = DEFAULT_PARAMS
 RELIABLE = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                       reliability=ReliabilityPolicy.RELIABLE)
 BEST_EFFORT = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
-def node_command(*ros_args: str, namespace: str = "") -> list[str]:
-    """The depth node as a plain process with the shipped params file."""
-    cmd = [sys.executable, "-m", "clip_depth_ros.ros.main", "--ros-args",
-           "--params-file", str(PARAMS_FILE)]
-    if namespace:
-        cmd += ["-r", f"__ns:={namespace}"]
-    return cmd + list(ros_args)
-
-
 @contextmanager
 def node_process(*ros_args: str, namespace: str = "",
                  log_path: Optional[Path] = None) -> Iterator[subprocess.Popen]:
-    """Start the node process (env inherited: SHM transport, own domain) and stop it after."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(node_command(*ros_args, namespace=namespace), env=env,
-                            stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT))
-    try:
-        yield proc
-    finally:
-        stop_process(proc)
-        if log_path:
-            log.close()
+    """The node process with the shipped params file (env inherited: SHM transport, own
+    domain), stopped after; yields its Popen."""
+    with NodeProcess(PARAMS_FILE, namespace=namespace, ros_args=ros_args, log_path=log_path,
+                     cwd=ROOT) as node:
+        yield node.proc
 
 
 class Probe:

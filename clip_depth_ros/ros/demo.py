@@ -12,28 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PARAMS = PACKAGE_ROOT / "config" / "depth.yaml"
-
-
-def confine_dds(domain_id: Optional[int] = None) -> dict[str, str]:
-    """Environment that keeps DDS on shared memory in a private domain (set before rclpy)."""
-    env = {"FASTDDS_DEFAULT_PROFILES_FILE": str(PACKAGE_ROOT / "config" / "fastdds_shm.xml"),
-           "FASTDDS_BUILTIN_TRANSPORTS": "SHM",
-           "ROS_DOMAIN_ID": str(domain_id if domain_id is not None else 100 + os.getpid() % 100)}
-    os.environ.update(env)
-    # ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST would make rmw open UDP sockets: keep it unset
-    os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
-    return env
+from .launcher import DEFAULT_PARAMS, NodeProcess, confine_dds
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -52,27 +37,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def start_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
+def start_node(args: argparse.Namespace, log_path: Path) -> NodeProcess:
     """The depth node as its own process, configured by the params file."""
-    cmd = [sys.executable, "-m", "clip_depth_ros.ros.main", "--ros-args",
-           "--params-file", args.params_file]
-    if args.model is not None:
-        cmd += ["-p", f"model:={args.model}"]
-    if args.weights is not None:
-        cmd += ["-p", f"weights:={args.weights}"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(PACKAGE_ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    return subprocess.Popen(cmd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """SIGTERM (the node shuts down cleanly), SIGKILL if it has not exited after ``timeout``."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    overrides = {name: value for name, value in (("model", args.model),
+                                                 ("weights", args.weights))
+                 if value is not None}
+    return NodeProcess(args.params_file, overrides, log_path).start()
 
 
 def write_ply(path: Path, points_xyz: np.ndarray, rgb: Optional[np.ndarray]) -> int:
@@ -134,9 +104,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     node = start_node(args, out / "node.log")
     try:
-        record = run_graph(args, node)
+        record = run_graph(args, node.proc)
     finally:
-        stop_process(node)
+        node.stop()
     if record is None:
         print(f"the depth node did not come up; see {out / 'node.log'}", file=sys.stderr)
         return 1
