@@ -3,14 +3,19 @@
 clip-depth models                      list the bundled model configs
 clip-depth predict IMAGE [--model M --weights W --out depth.png]   depth for one image file
 clip-depth bag INPUT OUTPUT [--image-topic T ...]   depth, camera_info, points for a rosbag2
-clip-depth bench live|model|stages ...       benchmarks (source checkout; see benchmarks/)
+clip-depth bench live|model|stages ...       benchmarks
+clip-depth node state|transition|param|diagnostics|hz ...   talk to a running depth node
+
+Subcommands in LAZY_COMMANDS are registered by name and one-line help only; their module
+(rosbags, rclpy, torch, the benchmarks) is imported only when that subcommand is chosen, so
+`clip-depth --help` and `clip-depth models` import no ROS and no benchmark code.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -68,60 +73,45 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(cells).rstrip())
 
 
-def _bag_module():
-    from . import bag  # numpy/cv2 only at import; rosbags and torch load when a bag runs
-    return bag
+# name -> (module with add_arguments(parser) and run(args), one-line help)
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "bag": ("clip_depth_ros.bag", "depth (+ camera_info, points) for a rosbag2 recording"),
+    "bench": ("clip_depth_ros.benchmarks", "benchmarks: live graph, model, pipeline stages"),
+    "node": ("clip_depth_ros.ros.tools", "talk to a running depth node without the ros2 CLI: "
+             "lifecycle state, parameters, /diagnostics, topic rate"),
+}
 
 
-def _no_bench(args: argparse.Namespace) -> int:
-    print("clip-depth bench needs the source checkout's benchmarks/ folder: run it from the "
-          "repository root (python -m benchmarks.live_graph / model_latency / "
-          "pipeline_latency ...)", file=sys.stderr)
-    return 2
+def _chosen_command(argv: list[str]) -> Optional[str]:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
-def _bench_subcommand() -> Optional[Callable[[Any], None]]:
-    """The benchmarks ship with the source tree (benchmarks/), not the wheel: found on the
-    path, or in the current directory when it is the checkout's root."""
-    try:
-        from benchmarks import add_subcommand
-    except ImportError:
-        root = Path.cwd()
-        if not ((root / "benchmarks" / "__init__.py").is_file()
-                and (root / "clip_depth_ros").is_dir()):
-            return None
-        sys.path.insert(0, str(root))
-        try:
-            from benchmarks import add_subcommand
-        except ImportError:
-            return None
-    return add_subcommand
+def _add_lazy_commands(sub: Any, chosen: Optional[str]) -> None:
+    """Register LAZY_COMMANDS; only the chosen one gets its options (and its imports)."""
+    for name, (module_name, help_text) in LAZY_COMMANDS.items():
+        parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(parser)
+            parser.set_defaults(func=module.run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The clip-depth argument parser."""
+def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:
+    """The clip-depth argument parser for ``argv`` (the lazy subcommand it names is loaded)."""
     parser = argparse.ArgumentParser(prog="clip-depth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list bundled model configs").set_defaults(func=_models)
     from . import predict  # argparse + config only at import; torch loads when it runs
     predict.add_arguments(sub.add_parser("predict", help="depth for one image file"))
     sub.choices["predict"].set_defaults(func=predict.run)
-    bag = sub.add_parser("bag", help="depth (+ camera_info, points) for a rosbag2 recording")
-    _bag_module().add_arguments(bag)
-    bag.set_defaults(func=_bag_module().run)
-    add_bench = _bench_subcommand()
-    if add_bench is None:
-        fallback = sub.add_parser("bench", help="benchmarks (run from a source checkout)")
-        fallback.add_argument("rest", nargs=argparse.REMAINDER)
-        fallback.set_defaults(func=_no_bench)
-    else:
-        add_bench(sub)
+    _add_lazy_commands(sub, _chosen_command(sys.argv[1:] if argv is None else argv))
     return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of `clip-depth`."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     from .errors import ClipDepthError
     try:
         return args.func(args)

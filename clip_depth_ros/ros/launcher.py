@@ -4,7 +4,7 @@ One launcher for the demo (clip_depth_ros.ros.demo), the live-graph tests (test/
 and the benchmarks (benchmarks/graph_harness.py): the node runs exactly as ``ros2 run`` would
 start it, with the params file, ``-p`` overrides and a namespace, its output in a log file.
 
-DDS stays on this machine (config/fastdds_shm.xml: shared memory only, no UDP socket; a
+DDS stays on this machine (the shipped fastdds_shm.xml: shared memory only, no UDP socket; a
 private domain id) for the caller and the node alike; a robot's own DDS settings are never
 touched outside these tools.  This module imports no rclpy: callers confine DDS first, then
 import rclpy.
@@ -17,9 +17,14 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Mapping, Optional, Sequence, Union
 
+from ..resources import dds_profile_file, default_params_file
+
+# The folder this process imported clip_depth_ros from (a checkout or site-packages): first on
+# the node's PYTHONPATH, so the node runs the same copy.  Files are never looked up here: the
+# params file and the DDS profile come from the one resolver (package data / ament share).
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PARAMS = PACKAGE_ROOT / "config" / "depth.yaml"
-DDS_PROFILE = PACKAGE_ROOT / "config" / "fastdds_shm.xml"
+DEFAULT_PARAMS = default_params_file()
+DDS_PROFILE = dds_profile_file()
 
 
 def confine_dds(domain_id: Optional[int] = None) -> dict[str, str]:
