@@ -39,8 +39,6 @@ from .stamps import stamp_ns
 
 DEPTH_IMAGE, POINTS = IMAGE, "sensor_msgs/msg/PointCloud2"
 FORMATS = ("sqlite3", "mcap")
-__all__ = ["BagError", "BagJob", "BagReport", "add_arguments", "convert", "image_namespace",
-           "output_topics", "prepare", "run"]
 
 
 def image_namespace(image_topic: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -22,7 +21,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from ..backends import create_backend
 from ..backends.selfcheck import deployment_check, probe_frame
 from ..camera_sync import CameraInfoPairing
-from ..pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings, RollingStats
+from ..health import NodeHealth
+from ..pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings
 from ..frame import OUTPUT_TOPICS, frame_messages
 from .conversions import (ConversionError, RosMessageKit, camera_info_to_intrinsics,
                           compressed_to_rgb8, image_to_rgb8)
@@ -69,11 +69,7 @@ class DepthNode(LifecycleNode):
         self._diag_timer = None
         self._infos = CameraInfoPairing(self.p("camera_info_tolerance_s"),
                                         self.p("use_latest_camera_info"), maxlen=64)
-        self.counts: Counter = Counter()
-        self.in_stats = RollingStats()
-        self.out_stats = RollingStats()
-        self.camera_info_state = "none received"
-        self.last_error = ""
+        self.health = NodeHealth()  # what /diagnostics reports
 
     # ----------------------------------------------------------------- parameters
     def p(self, name: str) -> Any:
@@ -125,17 +121,17 @@ class DepthNode(LifecycleNode):
         """Load the model (or engine) and start the worker thread."""
         if self.bad_overrides:
             listing = "; ".join(f"{k}: {v}" for k, v in sorted(self.bad_overrides.items()))
-            self.last_error = f"configure refused: bad parameters ({listing})"
+            self.health.last_error = f"configure refused: bad parameters ({listing})"
             self.get_logger().error(f"not configuring: fix the bad parameters first ({listing})")
             return TransitionCallbackReturn.FAILURE
         try:
             self._backend = self._load_backend()
         except Exception as exc:  # any load failure: one clear error, node stays up
-            self.last_error = f"configure failed: {exc}"
+            self.health.last_error = f"configure failed: {exc}"
             self.get_logger().error(f"could not load the model: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._pipeline = DepthPipeline(self._backend, self._pipeline_settings())
-        info = self._backend.describe()
+        info = self.health.backend = self._backend.describe()
         self.get_logger().info(
             "model {model} ({method} on {backbone}) backend {backend} device {device} "
             "precision {precision} input {input_size}".format(**info)
@@ -229,6 +225,7 @@ class DepthNode(LifecycleNode):
         if self._backend is not None:
             self._backend.close()
         self._backend = self._pipeline = None
+        self.health.backend = {}
         self._configured = False
 
     # ----------------------------------------------------------------- topics
@@ -244,7 +241,7 @@ class DepthNode(LifecycleNode):
             # A subscriber asking for more than we offer (transient_local, a deadline, ...)
             # gets nothing: say so once per THROTTLE_S, count it, keep serving the others.
             def incompatible(event: Any) -> None:
-                self.counts["qos_incompatible"] += event.total_count_change
+                self.health.count("qos_incompatible", event.total_count_change)
                 self.get_logger().warning(
                     f"a subscriber of {self.resolve_topic_name(topic)} requests an "
                     "incompatible QoS "
@@ -281,16 +278,16 @@ class DepthNode(LifecycleNode):
 
     def _on_image(self, msg: Any) -> None:
         """Queue the frame (replacing any waiting one); all work happens in the worker."""
-        self.in_stats.add()
+        self.health.image_arrived()
         pixels = int(getattr(msg, "width", 0)) * int(getattr(msg, "height", 0))
         if pixels > self.p("max_image_pixels"):
             self._reject("too_large", f"image {msg.width}x{msg.height} exceeds "
                          f"max_image_pixels={self.p('max_image_pixels')}")
             return
-        self._slot.put((msg, time.monotonic()))
+        self.health.frame_queued(replaced=self._slot.put((msg, time.monotonic())))
 
     def _on_message_lost(self, event: Any) -> None:
-        self.counts["lost_in_transport"] += event.total_count_change
+        self.health.count("lost_in_transport", event.total_count_change)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._infos.add(msg, stamp_ns(msg.header.stamp), time.monotonic_ns())
@@ -302,8 +299,7 @@ class DepthNode(LifecycleNode):
         return self._infos.match(stamp_ns(stamp))  # no receive time: the latest seen
 
     def _reject(self, reason: str, detail: str) -> None:
-        self.counts[f"rejected_{reason}"] += 1
-        self.last_error = detail
+        self.health.problem(f"rejected_{reason}", detail)
         self.get_logger().warning(f"frame rejected ({reason}): {detail}",
                                   throttle_duration_sec=THROTTLE_S)
 
@@ -316,26 +312,26 @@ class DepthNode(LifecycleNode):
             try:
                 self._process(*item)
             except Exception as exc:  # a bug must not kill the worker: count and go on
-                self.counts["errors"] += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.get_logger().error(f"frame failed: {self.last_error}",
+                detail = f"{type(exc).__name__}: {exc}"
+                self.health.problem("errors", detail)
+                self.get_logger().error(f"frame failed: {detail}",
                                         throttle_duration_sec=THROTTLE_S)
 
     def _camera_intrinsics(self, header: Any):
         info = self._match_camera_info(header.stamp)
         if info is None:
-            self.camera_info_state = "missing"
+            self.health.set_camera_info("missing")
             self.get_logger().warning(
                 "no camera_info received (or none matching): publishing depth only, no "
                 "points, no camera-aware scale", throttle_duration_sec=THROTTLE_S * 6)
             return None, None
         intrinsics = camera_info_to_intrinsics(info)
         if intrinsics is None:
-            self.camera_info_state = "invalid"
+            self.health.set_camera_info("invalid")
             self._reject("bad_camera_info", "camera_info has a zero/invalid focal length or "
                          "size; publishing depth only")
             return None, None
-        self.camera_info_state = "ok"
+        self.health.set_camera_info("ok")
         return info, intrinsics
 
     def _process(self, msg: Any, t_received: float) -> None:
@@ -350,7 +346,7 @@ class DepthNode(LifecycleNode):
         stamp = stamp_ns(msg.header.stamp)
         if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:
             # a bag replayed in a loop or a driver restart: process it, but make it visible
-            self.counts["stamps_backwards"] += 1
+            self.health.count("stamps_backwards")
         self._last_stamp_ns = stamp
         info, intrinsics = self._camera_intrinsics(msg.header)
         with self._io_lock:
@@ -367,12 +363,12 @@ class DepthNode(LifecycleNode):
                 return
             for key, message in messages.items():
                 pubs[key].publish(message)
-        self.counts["processed"] += 1
-        self.out_stats.add((time.monotonic() - t_received) * 1e3)
+        self.health.frame_published((time.monotonic() - t_received) * 1e3)
 
     def _publish_diagnostics(self) -> None:
         with self._io_lock:
             pub = self._pubs.get("diag")
             if pub is None:
                 return
-            pub.publish(build_diagnostics(self))
+            pub.publish(build_diagnostics(self.health, self.get_fully_qualified_name(),
+                                          self.get_clock().now().to_msg()))
