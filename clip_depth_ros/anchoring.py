@@ -31,6 +31,7 @@ class ScaleEstimate:
     ok: bool = False
     reason: str = ""  # empty when ok
     shift: float = 0.0  # sparse_depth with a shift: anchored = 1 / (scale / depth + shift)
+    log_sigma: Optional[float] = None  # uncertainty of log(scale); None: not estimated
 
 
 def _failed(reason: str, support: int = 0) -> ScaleEstimate:
@@ -107,7 +108,7 @@ def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_
         if offset <= 0:
             break
     if -normal[1] < math.cos(math.radians(MAX_TILT_DEG)) or offset <= 0:
-        return _failed("implausible_floor", best_count)
+        return _failed("no_floor", best_count)  # refined into a wall or a slope: no floor
     # a thin band for the area test: a vertical surface crosses a horizontal plane in a strip
     # as tall as the band, which at 3% spans neighbouring grid rows; the floor fills any band
     tight = np.abs(points @ normal + offset) / offset < inlier_rel / 3
@@ -171,15 +172,20 @@ def fit_sparse_scale(depth_m: np.ndarray, sparse_m: np.ndarray, min_points: int 
     for _ in range(iterations):
         weights = 1.0 / (1.0 + ((log_ratio - log_s) / (2.0 * spread)) ** 2)
         log_s = float(np.sum(weights * log_ratio) / np.sum(weights))
+    # the fit's own uncertainty (robust spread over sqrt(n)), floored: measurements share
+    # systematic errors (a miscalibrated extrinsic) that averaging does not remove
+    log_sigma = max(spread / math.sqrt(len(measured)), 0.005)
     if not fit_shift:
-        return ScaleEstimate(scale=math.exp(log_s), support=len(measured), ok=True)
+        return ScaleEstimate(scale=math.exp(log_s), support=len(measured), ok=True,
+                             log_sigma=log_sigma)
     inliers = np.abs(log_ratio - log_s) < 3 * spread
     design = np.stack([1.0 / predicted[inliers], np.ones(int(inliers.sum()))], axis=1)
     (a, b), *_ = np.linalg.lstsq(design, 1.0 / measured[inliers], rcond=None)
     if not a > 0:
-        return ScaleEstimate(scale=math.exp(log_s), support=len(measured), ok=True)
+        return ScaleEstimate(scale=math.exp(log_s), support=len(measured), ok=True,
+                             log_sigma=log_sigma)
     return ScaleEstimate(scale=1.0 / float(a), support=int(inliers.sum()), ok=True,
-                         shift=float(b))
+                         shift=float(b), log_sigma=log_sigma)
 
 
 def apply_scale(depth_m: np.ndarray, estimate: ScaleEstimate, scale: float) -> np.ndarray:

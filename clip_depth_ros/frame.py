@@ -47,6 +47,7 @@ class FrameContext:
     request: "FrameRequest" = None  # type: ignore[assignment]
     stamp_s: Optional[float] = None  # the image's header stamp (seconds)
     sparse_depth_m: Optional[np.ndarray] = None  # metric measurements, NaN / 0 = none
+    sparse_problem: str = ""  # why sparse_depth_m is None when one was expected
 
 
 @dataclass

@@ -31,6 +31,7 @@ class NodeHealth:
     camera_info_state: str = "none received"
     last_error: str = ""
     backend: dict[str, Any] = field(default_factory=dict)  # the loaded backend's describe()
+    trust: dict[str, Any] = field(default_factory=dict)  # scale anchor and point filters
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def image_arrived(self, now: Optional[float] = None) -> None:
@@ -82,6 +83,7 @@ class NodeHealth:
                 "camera_info": self.camera_info_state,
             }
             values.update(sorted(self.counts.items()))
+            values.update(self.trust)
         values.update(self.backend)
         return values
 

@@ -353,3 +353,22 @@ def camera_info_fields(intrinsics: Intrinsics, template: Any = None) -> dict[str
         "k": np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0], dtype=np.float64),
         "p": np.array([fx, 0.0, cx, tx, 0.0, fy, cy, ty, 0.0, 0.0, 1.0, tz], dtype=np.float64),
     }
+
+
+SPARSE_DEPTH_ENCODINGS = ("32FC1", "16UC1")
+
+
+def sparse_depth_to_metres(msg: Any) -> np.ndarray:
+    """A sparse metric depth Image (32FC1 metres with NaN, 0 or inf = no measurement, or
+    16UC1 millimetres with 0 = none) as float32 metres with NaN where nothing was measured."""
+    name = canonical_encoding(msg.encoding)
+    if name not in SPARSE_DEPTH_ENCODINGS:
+        raise ConversionError(f"sparse_depth must be {' or '.join(SPARSE_DEPTH_ENCODINGS)} "
+                              f"(metres / millimetres), not {msg.encoding!r}")
+    raw = image_to_numpy(msg)
+    if name == "16UC1":
+        metres = raw.astype(np.float32) * np.float32(1e-3)
+    else:
+        metres = np.array(raw, dtype=np.float32)
+    metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
+    return metres

@@ -79,7 +79,8 @@ class DepthPipeline:
     def process(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
                 want_points: bool = False, want_rgb: bool = False,
                 want_colored: bool = False, stamp_s: Optional[float] = None,
-                sparse_depth_m: Optional[np.ndarray] = None) -> FrameOutputs:
+                sparse_depth_m: Optional[np.ndarray] = None,
+                sparse_problem: str = "") -> FrameOutputs:
         """Depth for one RGB frame; points only with valid intrinsics, extras only if wanted.
 
         stamp_s (the image's stamp) and sparse_depth_m (metric measurements) are for the
@@ -89,7 +90,8 @@ class DepthPipeline:
             intrinsics = intrinsics.scaled_to(width, height) if intrinsics.is_valid() else None
         request = self.request(want_points and intrinsics is not None, want_rgb, want_colored)
         outputs = self.backend.infer_frame(image_rgb, intrinsics, request)
-        ctx = FrameContext(image_rgb, intrinsics, request, stamp_s, sparse_depth_m)
+        ctx = FrameContext(image_rgb, intrinsics, request, stamp_s, sparse_depth_m,
+                           sparse_problem)
         for step in self.steps:
             if not step.active:
                 continue

@@ -87,7 +87,7 @@ class ScaleAnchor:
                 return ScaleEstimate(reason="no_camera_info")
             return fit_ground_plane(outputs.depth_m, outputs.intrinsics, s.camera_height_m)
         if ctx.sparse_depth_m is None:
-            return ScaleEstimate(reason="no_sparse_depth")
+            return ScaleEstimate(reason=ctx.sparse_problem or "no_sparse_depth")
         return fit_sparse_scale(outputs.depth_m, ctx.sparse_depth_m, s.sparse_min_points,
                                 s.sparse_fit_shift)
 
@@ -100,7 +100,7 @@ class ScaleAnchor:
         status = self.status
         if estimate.ok:
             t = ctx.stamp_s if ctx.stamp_s is not None else 0.0
-            scale = self.filter.update(estimate.scale, t)
+            scale = self.filter.update(estimate.scale, t, estimate.log_sigma)
             status.source, status.support = self.settings.scale_anchor, estimate.support
             status.failing_for, status.last_reason = 0, ""
         else:

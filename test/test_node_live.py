@@ -20,6 +20,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa:
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
+from clip_depth_ros.confidence import flying_pixels  # noqa: E402
 from clip_depth_ros.geometry import project_points  # noqa: E402
 from clip_depth_ros.ros.conversions import (camera_info_to_intrinsics, image_to_numpy,  # noqa: E402
                                             pointcloud2_to_array)
@@ -108,11 +109,16 @@ def test_points_reproject_onto_the_depth_image(graph):
     intrinsics = camera_info_to_intrinsics(outputs_for(probe, "depth/camera_info", st)[0])
     cloud = pointcloud2_to_array(outputs_for(probe, "points", st)[0])
     xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1)
-    u, v = project_points(xyz, intrinsics)
+    # the edge filter (on by default) removes exactly the flying pixels of the depth image
+    # from the cloud; every other point is depth_image_proc's back-projection of depth
+    removed = ~np.isfinite(cloud["z"])
+    np.testing.assert_array_equal(removed, flying_pixels(depth_m))
+    assert removed.mean() < 0.9
+    u, v = project_points(xyz[~removed], intrinsics)
     grid_v, grid_u = np.mgrid[0:H, 0:W]
-    np.testing.assert_allclose(u, grid_u, atol=1e-3)
-    np.testing.assert_allclose(v, grid_v, atol=1e-3)
-    np.testing.assert_allclose(cloud["z"], depth_m, rtol=1e-6)
+    np.testing.assert_allclose(u, grid_u[~removed], atol=1e-3)
+    np.testing.assert_allclose(v, grid_v[~removed], atol=1e-3)
+    np.testing.assert_allclose(cloud["z"][~removed], depth_m[~removed], rtol=1e-6)
 
 
 def test_best_effort_camera_publisher_connects(graph):

@@ -198,3 +198,20 @@ def test_point_trust_drops_flying_and_unconfident_points_never_depth():
     assert out.confidence.shape == depth.shape and out.cloud[0, 39, 3] == 1.0  # rgb kept
     off = PointTrust(TrustSettings(edge_filter=False))
     assert not off.active
+
+
+def test_precise_measurements_are_followed_closely_noisy_ones_smoothed():
+    precise, noisy = ScaleFilter(1.0), ScaleFilter(1.0)
+    for filt, sigma in ((precise, 0.005), (noisy, None)):
+        filt.update(1.0, 0.0, sigma)
+        for i in range(1, 4):
+            filt.update(1.15, 0.1 * i, sigma)
+    assert precise.scale == pytest.approx(1.15, rel=0.01)  # a sparse fit: tracked
+    assert noisy.scale < 1.06  # a floor fit: three frames move it a little
+
+
+def test_sparse_fit_reports_its_uncertainty():
+    _, depth, _ = _view(1, 1)
+    dense = fit_sparse_scale(depth, _sparse(depth, 0.01, 0.01))
+    few = fit_sparse_scale(depth, _sparse(depth, 0.0002, 0.2))
+    assert dense.log_sigma < few.log_sigma and dense.log_sigma >= 0.005

@@ -24,6 +24,7 @@ from ..camera_sync import CameraInfoPairing
 from ..health import NodeHealth
 from ..pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings
 from ..frame import OUTPUT_TOPICS, frame_messages
+from .trust_io import TRUST_PARAMS, TrustIO, trust_settings
 from .conversions import (ConversionError, RosMessageKit, camera_info_to_intrinsics,
                           compressed_to_rgb8, image_to_rgb8)
 from .diagnostics import build_diagnostics
@@ -60,6 +61,7 @@ class DepthNode(LifecycleNode):
         self._configured = False
         self._backend = None
         self._pipeline: Optional[DepthPipeline] = None
+        self._trust: Optional[TrustIO] = None
         self._slot: LatestFrameSlot = LatestFrameSlot()
         self._worker: Optional[threading.Thread] = None
         self._running = False
@@ -93,6 +95,10 @@ class DepthNode(LifecycleNode):
             self.bad_overrides.pop(name, None)  # a valid value replaced a bad override
         if self._pipeline is not None:
             self._apply_pipeline_settings({p.name: p.value for p in params})
+        if self._trust is not None and names & set(TRUST_PARAMS + ("sparse_depth_tolerance_s",)):
+            given = {p.name: p.value for p in params}
+            value = lambda n: given[n] if n in given else self.p(n)  # noqa: E731
+            self._trust.update(trust_settings(value), value("sparse_depth_tolerance_s"))
         if names & {"qos_input_depth", "qos_output_depth"} and self._pubs:
             # recreate after the new values are committed, outside this callback
             self.create_timer(0.0, self._recreate_io_once)
@@ -130,7 +136,9 @@ class DepthNode(LifecycleNode):
             self.health.last_error = f"configure failed: {exc}"
             self.get_logger().error(f"could not load the model: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._pipeline = DepthPipeline(self._backend, self._pipeline_settings())
+        self._trust = TrustIO(trust_settings(self.p), self.p("sparse_depth_tolerance_s"))
+        self._pipeline = DepthPipeline(self._backend, self._pipeline_settings(),
+                                       steps=self._trust.steps)
         info = self.health.backend = self._backend.describe()
         self.get_logger().info(
             "model {model} ({method} on {backbone}) backend {backend} device {device} "
@@ -252,7 +260,7 @@ class DepthNode(LifecycleNode):
                 PublisherEventCallbacks(incompatible_qos=incompatible)))
         with self._io_lock:
             types = {"depth": Image, "info": CameraInfo, "points": PointCloud2,
-                     "colored": Image}
+                     "colored": Image, "confidence": Image}
             self._pubs = {key: publisher(types[key], topic, out_qos)
                           for key, topic in OUTPUT_TOPICS.items()}
             self._pubs["diag"] = publisher(DiagnosticArray, "/diagnostics", 10)
@@ -266,7 +274,8 @@ class DepthNode(LifecycleNode):
                 image_sub = self.create_subscription(Image, "image", self._on_image, in_qos,
                                                      event_callbacks=lost)
             self._subs = [image_sub, self.create_subscription(
-                CameraInfo, "camera_info", self._on_camera_info, in_qos)]
+                CameraInfo, "camera_info", self._on_camera_info, in_qos),
+                self.create_subscription(Image, "sparse_depth", self._on_sparse_depth, in_qos)]
 
     def _destroy_io(self) -> None:
         with self._io_lock:
@@ -291,6 +300,9 @@ class DepthNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._infos.add(msg, stamp_ns(msg.header.stamp), time.monotonic_ns())
+
+    def _on_sparse_depth(self, msg: Image) -> None:
+        self._trust.on_sparse_depth(msg, time.monotonic_ns())
 
     def _match_camera_info(self, stamp: Any) -> Optional[CameraInfo]:
         # both parameters may change at run time: the pairing follows their current values
@@ -354,9 +366,21 @@ class DepthNode(LifecycleNode):
         if not pubs:
             return
         want_points = intrinsics is not None and pubs["points"].get_subscription_count() > 0
+        sparse, problem = self._trust.sparse_for(msg.header.stamp, rgb.shape[:2])
+        if problem in ("bad_sparse_depth", "sparse_depth_aspect"):
+            self._trust.count_rejection(problem)
+            self.get_logger().warning(f"sparse_depth not used ({problem}): it must be 32FC1 m "
+                                      "or 16UC1 mm with the image's aspect ratio",
+                                      throttle_duration_sec=THROTTLE_S)
+        self._trust.points.want_confidence = pubs["confidence"].get_subscription_count() > 0
         result = self._pipeline.process(
             rgb, intrinsics, want_points=want_points, want_rgb=self.p("points_rgb"),
-            want_colored=pubs["colored"].get_subscription_count() > 0)
+            want_colored=pubs["colored"].get_subscription_count() > 0, stamp_s=stamp * 1e-9,
+            sparse_depth_m=sparse, sparse_problem=problem)
+        self.health.trust = self._trust.diagnostics()
+        warning = self._trust.warning(self.resolve_topic_name("sparse_depth"))
+        if warning:
+            self.get_logger().warning(warning, throttle_duration_sec=THROTTLE_S)
         messages = frame_messages(result, msg.header, info, RosMessageKit)
         with self._io_lock:
             if not self._pubs:

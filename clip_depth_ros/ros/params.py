@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+from ..anchoring import ANCHORS, MAX_CAMERA_HEIGHT_M
 from ..backends import all_precisions, available_backends
 from ..config import DEFAULT_WEIGHTS
 
@@ -116,6 +117,31 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("output_reliability", "reliable", "Reliability of the outputs (reliable "
               "connects with RViz's defaults).", choices=("reliable", "best_effort")),
     ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", range=(0.1, 60.0, 0.0)),
+    ParamSpec("scale_anchor", "none", "Where the metric scale comes from: none (the model's "
+              "own), ground_plane (the floor found in the predicted cloud and camera_height_m "
+              "above it), sparse_depth (a robust fit to the sparse_depth topic's measurements). "
+              "A failing anchor falls back to the last good scale, then the model's.",
+              runtime=True, choices=ANCHORS),
+    ParamSpec("camera_height_m", 0.0, "Height of the camera's optical centre above the floor "
+              "(from the robot's URDF), for scale_anchor ground_plane; 0 = unset.",
+              runtime=True, range=(0.0, MAX_CAMERA_HEIGHT_M, 0.0)),
+    ParamSpec("scale_time_constant_s", 1.0, "Time constant of the temporal scale filter (log "
+              "space, outliers gated, reset when a jump lasts); 0 = no filtering.",
+              runtime=True, range=(0.0, 60.0, 0.0)),
+    ParamSpec("sparse_depth_fill", False, "With sparse_depth received: publish measured "
+              "pixels as measured and fill the rest with the anchored prediction (RGB-D hole "
+              "filling).", runtime=True),
+    ParamSpec("sparse_depth_min_points", 20, "Fewest valid sparse_depth measurements a scale "
+              "fit needs.", runtime=True, range=(3, 1_000_000, 1)),
+    ParamSpec("sparse_depth_shift", False, "sparse_depth anchor: also fit a shift in inverse "
+              "depth (for affine-invariant models).", runtime=True),
+    ParamSpec("sparse_depth_tolerance_s", 0.05, "Pair an image with the sparse_depth message "
+              "whose stamp is within this many seconds (never an older one beyond it).",
+              runtime=True, range=(0.0, 10.0, 0.0)),
+    ParamSpec("min_confidence", 0.0, "Points whose confidence is below this are dropped from "
+              "`points` (never from `depth`); 0 = off.", runtime=True, range=(0.0, 1.0, 0.0)),
+    ParamSpec("edge_filter", True, "Remove flying pixels (points on depth discontinuities) "
+              "from `points` (never from `depth`).", runtime=True),
     ParamSpec("autostart", True, "Configure and activate on start (plain `ros2 run`); false "
               "leaves the lifecycle to a manager."),
 )

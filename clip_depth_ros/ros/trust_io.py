@@ -1,0 +1,109 @@
+"""The depth node's side of the trust steps: parameters -> TrustSettings, the `sparse_depth`
+input (decoded, checked and paired by stamp), and what /diagnostics and the log say about the
+anchor.  The algorithms are the runtime core's (clip_depth_ros/trust.py); this is the adapter.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..camera_sync import CameraInfoPairing
+from ..image_codec import ConversionError, sparse_depth_to_metres
+from ..stamps import stamp_ns
+from ..trust import PointTrust, ScaleAnchor, TrustSettings
+
+TRUST_PARAMS = ("scale_anchor", "camera_height_m", "scale_time_constant_s",
+                "sparse_depth_fill", "sparse_depth_min_points", "sparse_depth_shift",
+                "min_confidence", "edge_filter")
+WARN_AFTER_FRAMES = 10  # consecutive failed anchor fits before the (throttled) warning
+ASPECT_TOLERANCE = 0.02
+
+
+def trust_settings(value: Callable[[str], Any]) -> TrustSettings:
+    """TrustSettings from the node's parameters (``value(name)`` reads one)."""
+    return TrustSettings(scale_anchor=value("scale_anchor"),
+                         camera_height_m=float(value("camera_height_m")),
+                         scale_time_constant_s=float(value("scale_time_constant_s")),
+                         sparse_depth_fill=bool(value("sparse_depth_fill")),
+                         sparse_min_points=int(value("sparse_depth_min_points")),
+                         sparse_fit_shift=bool(value("sparse_depth_shift")),
+                         min_confidence=float(value("min_confidence")),
+                         edge_filter=bool(value("edge_filter")))
+
+
+class TrustIO:
+    """The trust steps of one node, its sparse_depth queue and their reports."""
+
+    def __init__(self, settings: TrustSettings, tolerance_s: float):
+        self.anchor = ScaleAnchor(settings)
+        self.points = PointTrust(settings)
+        self.sparse = CameraInfoPairing(tolerance_s, use_latest=False, maxlen=16)
+        self.rejected: dict[str, int] = {}
+        self.sparse_received = 0
+
+    @property
+    def steps(self) -> list:
+        """The post-model steps, in order, for the pipeline."""
+        return [self.anchor, self.points]
+
+    def update(self, settings: TrustSettings, tolerance_s: float) -> None:
+        """New parameter values (runtime change)."""
+        self.anchor.update_settings(settings)
+        self.points.settings = settings
+        self.sparse.tolerance_s = tolerance_s
+
+    def on_sparse_depth(self, msg: Any, received_ns: int) -> None:
+        """Queue a sparse_depth message (decoded when a frame uses it)."""
+        self.sparse_received += 1
+        self.sparse.add(msg, stamp_ns(msg.header.stamp), received_ns)
+
+    def sparse_for(self, stamp: Any, image_shape: tuple[int, int]
+                   ) -> tuple[Optional[np.ndarray], str]:
+        """(metres or None, why not) of the sparse_depth paired with an image's stamp; the
+        reason is '' when found, else no_sparse_depth / sparse_depth_unpaired /
+        bad_sparse_depth / sparse_depth_aspect."""
+        if self.anchor.settings.scale_anchor != "sparse_depth" and \
+                not self.anchor.settings.sparse_depth_fill:
+            return None, ""
+        if self.sparse_received == 0:
+            return None, "no_sparse_depth"
+        msg = self.sparse.match(stamp_ns(stamp))
+        if msg is None:
+            return None, "sparse_depth_unpaired"
+        try:
+            metres = sparse_depth_to_metres(msg)
+        except ConversionError:
+            return None, "bad_sparse_depth"
+        height, width = image_shape
+        if abs(metres.shape[1] / metres.shape[0] - width / height) > \
+                ASPECT_TOLERANCE * width / height:
+            return None, "sparse_depth_aspect"
+        return metres, ""
+
+    def count_rejection(self, reason: str) -> None:
+        """Count a sparse_depth that could not be used, by reason."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def warning(self, sparse_topic: str) -> Optional[str]:
+        """The warning to log (throttled by the caller) when the anchor keeps failing."""
+        status = self.anchor.status
+        if status.failing_for < WARN_AFTER_FRAMES:
+            return None
+        why = {"no_floor": "no floor found in the predicted cloud",
+               "camera_height_unset": "camera_height_m is not set (0)",
+               "too_few_sparse_points": "too few valid sparse_depth points",
+               "no_sparse_depth": f"no sparse_depth received on {sparse_topic}",
+               "no_camera_info": "no camera_info (the floor fit needs intrinsics)",
+               }.get(status.last_reason, status.last_reason)
+        return (f"scale anchor {self.anchor.settings.scale_anchor} failing for "
+                f"{status.failing_for} frames ({why}); using the {status.source} scale "
+                f"{status.scale:.3f}")
+
+    def diagnostics(self) -> dict[str, Any]:
+        """Key/values for /diagnostics: source, scale, support, fallbacks, rejections."""
+        values = self.anchor.diagnostics()
+        values["sparse_depth_received"] = self.sparse_received
+        values.update({f"sparse_depth_rejected_{k}": v for k, v in sorted(self.rejected.items())})
+        values.update({f"points_removed_{k}": v for k, v in sorted(self.points.removed.items())})
+        return values
