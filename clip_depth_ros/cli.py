@@ -75,6 +75,7 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 
 # name -> (module with add_arguments(parser) and run(args), one-line help)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("clip_depth_ros.predict", "depth for one image file (.npy in metres + picture)"),
     "bag": ("clip_depth_ros.bag", "depth (+ camera_info, points) for a rosbag2 recording"),
     "bench": ("clip_depth_ros.benchmarks", "benchmarks: live graph, model, pipeline stages"),
     "node": ("clip_depth_ros.ros.tools", "talk to a running depth node without the ros2 CLI: "
@@ -102,9 +103,6 @@ def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clip-depth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list bundled model configs").set_defaults(func=_models)
-    from . import predict  # argparse + config only at import; torch loads when it runs
-    predict.add_arguments(sub.add_parser("predict", help="depth for one image file"))
-    sub.choices["predict"].set_defaults(func=predict.run)
     _add_lazy_commands(sub, _chosen_command(sys.argv[1:] if argv is None else argv))
     return parser
 
