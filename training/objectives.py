@@ -128,3 +128,17 @@ class DepthObjective:
                 loss = loss + self.grad_weight * self.grad_match(p, t, m)
             losses.append(loss)
         return torch.stack(losses).mean()
+
+
+class WithAux(torch.nn.Module):
+    """A depth model whose forward is its ``forward_with_aux``: what DDP wraps in training
+    (the losses read the aux outputs, and DDP syncs gradients only through its forward)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor,
+                focal_scale: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict]:
+        """(canonical depth, aux outputs) of the wrapped model."""
+        return self.model.forward_with_aux(image, focal_scale)

@@ -34,7 +34,7 @@ from .checkpoint import (VAL_SPLIT, best_record, export_best, exported_best_step
 from .cli_errors import OneLineParser, command_main
 from .config import HIGHER_IS_BETTER, TrainConfig, config_keys_help, load_train_config
 from .data.builder import build_datasets
-from .objectives import DepthObjective, trainable_groups
+from .objectives import DepthObjective, WithAux, trainable_groups
 from .validate import validate
 
 log = logging.getLogger("training")
@@ -88,20 +88,6 @@ def lr_lambda(cfg: TrainConfig, total_steps: int):
         progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return factor
-
-
-class WithAux(torch.nn.Module):
-    """A depth model whose forward is its ``forward_with_aux``: what DDP wraps in training
-    (the losses read the aux outputs, and DDP syncs gradients only through its forward)."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor,
-                focal_scale: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict]:
-        """(canonical depth, aux outputs) of the wrapped model."""
-        return self.model.forward_with_aux(image, focal_scale)
 
 
 class Trainer:
