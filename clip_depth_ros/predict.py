@@ -54,6 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera-aware models: a camera_info YAML/JSON (`ros2 topic echo "
                              "--once` output or a camera_calibration file); fx from P, else K "
                              "(default: the model's canonical camera)")
+    from .trust import add_trust_arguments
+    add_trust_arguments(parser, "the metric measurements in --sparse-depth")
+    parser.add_argument("--sparse-depth", default=None, metavar="FILE",
+                        help="sparse metric depth for --scale-anchor sparse_depth: a 16-bit PNG "
+                             "in millimetres (0 = none) or a .npy of metres (NaN/0 = none), "
+                             "any resolution of the image's aspect")
+    parser.add_argument("--confidence", action="store_true",
+                        help="also write <out>_confidence.npy (0..1, NaN where invalid)")
     parser.add_argument("--colormap", default="turbo",
                         help="colormap of the picture: turbo, jet, viridis, inferno, magma, "
                              "plasma or gray (default: %(default)s)")
@@ -161,6 +169,26 @@ def _camera_note(config: Any, intrinsics: Any, width: int) -> Optional[str]:
     return None
 
 
+def read_sparse_depth(path: str) -> Any:
+    """Sparse metric depth from a file: .npy metres or a 16-bit PNG in millimetres."""
+    import cv2
+    import numpy as np
+    if not Path(path).is_file():
+        raise ConfigError(f"--sparse-depth '{path}' does not exist")
+    if path.endswith(".npy"):
+        metres = np.load(path, allow_pickle=False).astype(np.float32)
+    else:
+        raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
+            raise ConfigError(f"--sparse-depth '{path}' must be a .npy of metres or a "
+                              "single-channel 16-bit PNG in millimetres")
+        metres = raw.astype(np.float32) / 1000.0
+    if metres.ndim != 2:
+        raise ConfigError(f"--sparse-depth '{path}' must be one channel, got {metres.shape}")
+    metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
+    return metres
+
+
 def run(args: argparse.Namespace) -> int:
     """`clip-depth predict`: check everything, infer, write .npy + picture, print a summary."""
     import logging
@@ -184,14 +212,35 @@ def run(args: argparse.Namespace) -> int:
     picture_path, npy_path = output_paths(args.out, args.image)
     height, width = bgr.shape[:2]
     intrinsics = camera_intrinsics(args, width, height)
+    from .pipeline import DepthPipeline
+    from .trust import PointTrust, ScaleAnchor, trust_settings_from_args
+    settings = trust_settings_from_args(args)
+    sparse = read_sparse_depth(args.sparse_depth) if args.sparse_depth else None
+    if settings.scale_anchor == "sparse_depth" and sparse is None:
+        raise ConfigError("--scale-anchor sparse_depth needs --sparse-depth FILE")
+    if settings.scale_anchor == "ground_plane" and (intrinsics is None
+                                                    or not settings.camera_height_m > 0):
+        raise ConfigError("--scale-anchor ground_plane needs --camera-height-m and the lens "
+                          "(--focal-px or --camera-info)")
     model, weights = model_or_default(args.model, args.weights)
     backend = create_backend("torch", model=model, weights=weights,
                              backbone_weights=args.backbone_weights, device=args.device)
     note = _camera_note(backend.config, intrinsics, width)
     if note:
         print(f"clip-depth predict: {note}", file=sys.stderr)
-    depth = backend.infer_frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), intrinsics).depth_m
+    anchor = ScaleAnchor(settings)
+    trust = PointTrust(settings, want_confidence=args.confidence)
+    outputs = DepthPipeline(backend, steps=[anchor, trust]).process(
+        cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), intrinsics, stamp_s=0.0, sparse_depth_m=sparse)
+    depth = outputs.depth_m
     backend.close()
+    if settings.scale_anchor != "none":
+        st = anchor.status
+        print(f"clip-depth predict: scale {st.scale:.3f} from {st.source}"
+              + (f" ({st.last_reason})" if st.last_reason else f" ({st.support} points)"),
+              file=sys.stderr)
+    if args.confidence:
+        np.save(npy_path.with_name(npy_path.stem + "_confidence.npy"), outputs.confidence)
     lo, hi = robust_range(depth) or (backend.config.min_depth, backend.config.max_depth)
     picture = with_colorbar(colorize_depth(depth, lo, hi, args.colormap), lo, hi, args.colormap)
     if not cv2.imwrite(str(picture_path), picture):

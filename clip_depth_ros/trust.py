@@ -189,3 +189,35 @@ def anchored_scale_error(anchored_m: np.ndarray, true_m: np.ndarray) -> float:
     """median(anchored / true) over valid truth: 1.0 = the metres are right (benchmarks)."""
     valid = np.isfinite(true_m) & (true_m > 0) & np.isfinite(anchored_m) & (anchored_m > 0)
     return float(np.median(anchored_m[valid] / true_m[valid])) if valid.any() else math.nan
+
+
+def add_trust_arguments(parser: Any, sparse_help: str) -> None:
+    """The trust options of the command-line tools, named like the node's parameters."""
+    group = parser.add_argument_group("metric scale and confidence (as the node's parameters)")
+    group.add_argument("--scale-anchor", choices=ANCHORS, default="none",
+                       help="none: the model's scale; ground_plane: the floor and "
+                            "--camera-height-m; sparse_depth: " + sparse_help +
+                            " (default: %(default)s)")
+    group.add_argument("--camera-height-m", type=float, default=0.0,
+                       help="camera height above the floor in metres, for ground_plane "
+                            "(default: 0 = unset)")
+    group.add_argument("--sparse-depth-shift", action="store_true",
+                       help="sparse_depth: also fit a shift in inverse depth")
+    group.add_argument("--min-confidence", type=float, default=0.0,
+                       help="drop points below this confidence (default: 0 = off)")
+    group.add_argument("--edge-filter", action=argparse_bool(), default=True,
+                       help="drop flying pixels from points (default: on)")
+
+
+def argparse_bool() -> Any:
+    """argparse's BooleanOptionalAction (imported here so the core imports no argparse)."""
+    import argparse
+    return argparse.BooleanOptionalAction
+
+
+def trust_settings_from_args(args: Any) -> TrustSettings:
+    """TrustSettings from :func:`add_trust_arguments` options (ConfigError when invalid);
+    no temporal filter: the tools see single frames or independent samples."""
+    return TrustSettings(scale_anchor=args.scale_anchor, camera_height_m=args.camera_height_m,
+                         scale_time_constant_s=0.0, sparse_fit_shift=args.sparse_depth_shift,
+                         min_confidence=args.min_confidence, edge_filter=args.edge_filter)

@@ -26,6 +26,9 @@ import numpy as np
 from clip_depth_ros.backends.torch_backend import TorchBackend
 from clip_depth_ros.config import resolve_weights
 from clip_depth_ros.errors import ConfigError
+from clip_depth_ros.frame import FrameContext, FrameOutputs, FrameRequest
+from clip_depth_ros.trust import (ScaleAnchor, TrustSettings, add_trust_arguments,
+                                  trust_settings_from_args)
 from clip_depth_ros.weights import read_sidecar
 
 from .cli_errors import OneLineParser, command_main
@@ -57,20 +60,43 @@ def crop_mask(kind: str, shape: tuple[int, int]) -> Optional[np.ndarray]:
     return None
 
 
+def anchor_prediction(pred: np.ndarray, sample: dict[str, Any], settings: TrustSettings,
+                      sparse_share: float, index: int) -> tuple[np.ndarray, bool]:
+    """The prediction after the node's scale anchor (trust.ScaleAnchor, single frame):
+    sparse_depth draws ``sparse_share`` of the valid ground-truth pixels with 1% noise (a
+    simulated LiDAR / RGB-D); ground_plane uses settings.camera_height_m.  (depth, held)."""
+    sparse = None
+    if settings.scale_anchor == "sparse_depth":
+        rng = np.random.default_rng(index)
+        gt, valid = sample["depth"], sample["valid_mask"]
+        pick = valid & (rng.random(gt.shape) < sparse_share)
+        sparse = np.full(gt.shape, np.nan, np.float32)
+        sparse[pick] = gt[pick] * (1 + 0.01 * rng.standard_normal(int(pick.sum())))
+    anchor = ScaleAnchor(settings)
+    out = anchor(FrameOutputs(depth_m=pred.astype(np.float32), intrinsics=sample["intrinsics"]),
+                 FrameContext(sample["image"], sample["intrinsics"], FrameRequest(), 0.0, sparse))
+    return out.depth_m, anchor.status.source == settings.scale_anchor
+
+
 def evaluate(backend: TorchBackend, dataset: Any, crop: str = "none", flip_tta: bool = False,
              use_median_scale: bool = False, max_depth: Optional[float] = None,
-             keep: int = PLOTTED, split: Optional[dict[str, Any]] = None
+             keep: int = PLOTTED, split: Optional[dict[str, Any]] = None,
+             trust: Optional[TrustSettings] = None, sparse_share: float = 0.01
              ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
     """(averaged metrics, a few samples for plots) over a dataset of sample dicts; ``split``
-    (the split's settings, see training/splits.py) is recorded with the metrics."""
+    (the split's settings, see training/splits.py) is recorded with the metrics; ``trust``
+    anchors each prediction's scale as the node would (``anchor_prediction``)."""
     from tqdm import tqdm
     cfg = backend.config
     cap = max_depth or cfg.max_depth
     acc = MetricAccumulator(cfg.min_depth, cap)
-    kept, errors = [], []
+    kept, errors, held = [], [], 0
     for i in tqdm(range(len(dataset)), desc="evaluate", unit="img", dynamic_ncols=True):
         sample = dataset[i]
         pred = predict(backend, sample, flip_tta)
+        if trust is not None and trust.scale_anchor != "none":
+            pred, ok = anchor_prediction(pred, sample, trust, sparse_share, i)
+            held += int(ok)
         gt, valid = sample["depth"], sample["valid_mask"]
         mask = valid.copy()
         cm = crop_mask(crop, gt.shape)
@@ -86,6 +112,11 @@ def evaluate(backend: TorchBackend, dataset: Any, crop: str = "none", flip_tta: 
     metrics = acc.compute()
     metrics.update({"flip_tta": flip_tta, "median_scaling": use_median_scale, "crop": crop,
                     "max_depth": cap, "model": cfg.name, "metric_depth": not use_median_scale})
+    if trust is not None and trust.scale_anchor != "none":
+        metrics.update(scale_anchor=trust.scale_anchor, anchor_held=held / max(len(dataset), 1),
+                       **({"sparse_share": sparse_share}
+                          if trust.scale_anchor == "sparse_depth" else
+                          {"camera_height_m": trust.camera_height_m}))
     if split is not None:
         metrics.update(split=split.get("name", CUSTOM), split_settings=dict(split))
     return metrics, kept + [{"errors": np.concatenate(errors) if errors else np.zeros((0, 2))}]
@@ -198,6 +229,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--median-scale", action="store_true",
                     help="scale each prediction to the truth's median (not metric)")
     ap.add_argument("--out", default="eval", help="folder for metrics.json and plots")
+    add_trust_arguments(ap, "--sparse-share of the ground truth's pixels with 1%% noise "
+                        "(a simulated LiDAR)")
+    ap.add_argument("--sparse-share", type=float, default=0.01,
+                    help="share of valid pixels measured for sparse_depth (default: %(default)s)")
     return ap.parse_args(argv)
 
 
@@ -257,13 +292,23 @@ def main(argv: Optional[list[str]] = None) -> int:
     check_split(split)
     backend = TorchBackend(args.model, weights=args.weights,
                            backbone_weights=args.backbone_weights, device=args.device)
+    trust = trust_settings_from_args(args)
+    if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:
+        raise ConfigError("--scale-anchor ground_plane needs --camera-height-m (a fixed mount, "
+                          "e.g. KITTI's 1.65 m)")
+    if not 0 < args.sparse_share <= 1:
+        raise ConfigError(f"--sparse-share must be in (0, 1], not {args.sparse_share}")
     metrics, samples = evaluate(backend, dataset_for(args, split), args.crop, args.flip_tta,
-                                args.median_scale, args.max_depth, split=split)
+                                args.median_scale, args.max_depth, split=split, trust=trust,
+                                sparse_share=args.sparse_share)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plots = save_plots(samples, out, metrics["max_depth"])
     print(format_table(metrics))
+    if "scale_anchor" in metrics:
+        print(f"scale anchored with {metrics['scale_anchor']} (as the node's scale_anchor; "
+              f"the fit held on {100 * metrics['anchor_held']:.0f}% of images)")
     print(f"wrote {out / 'metrics.json'}" + "".join(f", {p}" for p in plots))
     return 0
 
