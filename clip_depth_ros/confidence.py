@@ -25,34 +25,54 @@ GRADIENT_SCALE = 0.10  # |d log depth| per pixel at which the geometric term is 
 FLYING_JUMP = 0.06  # relative depth jump inside a 3x3 neighbourhood that marks a flying pixel
 
 
-def _log_depth(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    valid = np.isfinite(depth_m) & (depth_m > 0)
-    log_depth = np.log(np.where(valid, depth_m, 1.0)).astype(np.float32)
-    return log_depth, valid
+_KERNEL = np.ones((3, 3), np.uint8)
 
 
 def neighbourhood_jump(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(max - min of log depth over each 3x3 neighbourhood, valid mask); invalid pixels and
     their neighbours count as a jump of +inf."""
-    log_depth, valid = _log_depth(depth_m)
-    kernel = np.ones((3, 3), np.uint8)
-    high = cv2.dilate(np.where(valid, log_depth, np.float32(np.inf)), kernel)
-    low = cv2.erode(np.where(valid, log_depth, np.float32(-np.inf)), kernel)
-    return high - low, valid
+    depth = np.asarray(depth_m, dtype=np.float32)
+    valid = depth > 0  # NaN compares false
+    valid &= depth < np.inf
+    # invalid -> +inf for the max and 0 (log -inf) for the min: any neighbour makes it +inf
+    log_high = cv2.log(np.where(valid, depth, np.float32(np.inf)))
+    log_low = cv2.log(np.where(valid, depth, np.float32(0)))
+    return cv2.dilate(log_high, _KERNEL) - cv2.erode(log_low, _KERNEL), valid
+
+
+def trust_maps(depth_m: np.ndarray, model_term: Optional[np.ndarray], want_confidence: bool,
+               want_flying: bool, jump: float = FLYING_JUMP
+               ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(confidence or None, flying-pixel mask or None) from one neighbourhood pass."""
+    spread, valid = neighbourhood_jump(depth_m)
+    flying = (valid & ~(spread <= np.float32(np.log1p(jump)))) if want_flying else None
+    confidence = _confidence(spread, valid, depth_m.shape, model_term) \
+        if want_confidence else None
+    return confidence, flying
 
 
 def flying_pixels(depth_m: np.ndarray, jump: float = FLYING_JUMP) -> np.ndarray:
     """Boolean mask of pixels on a depth discontinuity (3x3 relative jump above ``jump``)."""
-    spread, valid = neighbourhood_jump(depth_m)
-    return valid & ~(spread <= np.log1p(jump))
+    return trust_maps(depth_m, None, False, True, jump)[1]
 
 
 def geometric_confidence(depth_m: np.ndarray) -> np.ndarray:
     """exp(-|grad log depth| / GRADIENT_SCALE) per pixel (half the 3x3 log-depth spread as the
     gradient); NaN where depth is invalid."""
-    spread, valid = neighbourhood_jump(depth_m)
-    with np.errstate(invalid="ignore", over="ignore"):
-        conf = np.exp(-0.5 * spread / np.float32(GRADIENT_SCALE)).astype(np.float32)
+    return trust_maps(depth_m, None, True, False)[0]
+
+
+def _confidence(spread: np.ndarray, valid: np.ndarray, shape: tuple[int, int],
+                model_term: Optional[np.ndarray]) -> np.ndarray:
+    """Geometric term (from the 3x3 spread) times the model's term, NaN where invalid."""
+    scaled = np.minimum(spread, np.float32(1e4)) * np.float32(-0.5 / GRADIENT_SCALE)
+    conf = cv2.exp(scaled)
+    if model_term is not None:
+        height, width = shape
+        if model_term.shape != (height, width):
+            model_term = cv2.resize(model_term.astype(np.float32), (width, height),
+                                    interpolation=cv2.INTER_LINEAR)
+        conf *= np.clip(model_term, 0.0, 1.0)
     conf[~valid] = np.nan
     return conf
 
@@ -67,12 +87,5 @@ def bin_confidence(probabilities: np.ndarray) -> np.ndarray:
 
 def depth_confidence(depth_m: np.ndarray, model_term: Optional[np.ndarray] = None) -> np.ndarray:
     """The published confidence: geometric term times the model's term (resized to the depth
-    image when needed), clipped to [0, 1], NaN where depth is invalid."""
-    conf = geometric_confidence(depth_m)
-    if model_term is not None:
-        height, width = depth_m.shape
-        if model_term.shape != (height, width):
-            model_term = cv2.resize(model_term.astype(np.float32), (width, height),
-                                    interpolation=cv2.INTER_LINEAR)
-        conf = conf * np.clip(model_term, 0.0, 1.0)
-    return np.clip(conf, 0.0, 1.0, out=conf)
+    image when needed), in [0, 1], NaN where depth is invalid."""
+    return trust_maps(depth_m, model_term, True, False)[0]

@@ -19,6 +19,7 @@ from typing import Generic, Optional, Protocol, TypeVar
 import numpy as np
 
 from .backends.base import DepthBackend
+from .colorize import colorize_depth
 from .frame import FrameContext, FrameOutputs, FrameRequest
 from .geometry import Intrinsics
 
@@ -40,6 +41,8 @@ class PostModelStep(Protocol):
     """One step after the model (scale anchoring, confidence, point filters): it may change
     the outputs in place.  A step that changes depth must change the cloud (and the colours)
     to match."""
+
+    changes_depth: bool  # whether it rewrites depth (then colours are made after it)
 
     @property
     def active(self) -> bool:
@@ -88,16 +91,23 @@ class DepthPipeline:
         height, width = image_rgb.shape[:2]
         if intrinsics is not None:
             intrinsics = intrinsics.scaled_to(width, height) if intrinsics.is_valid() else None
-        request = self.request(want_points and intrinsics is not None, want_rgb, want_colored)
+        steps = [step for step in self.steps if step.active]
+        # colours show metres: made after any step that rewrites depth, else by the backend
+        colour_after = want_colored and any(step.changes_depth for step in steps)
+        request = self.request(want_points and intrinsics is not None, want_rgb,
+                               want_colored and not colour_after)
         outputs = self.backend.infer_frame(image_rgb, intrinsics, request)
         ctx = FrameContext(image_rgb, intrinsics, request, stamp_s, sparse_depth_m,
                            sparse_problem)
-        for step in self.steps:
-            if not step.active:
-                continue
+        for step in steps:
             t0 = time.perf_counter()
             outputs = step(outputs, ctx)
             outputs.timings_ms[type(step).__name__] = (time.perf_counter() - t0) * 1e3
+        if colour_after:
+            t0 = time.perf_counter()
+            lo, hi = self.display_range()
+            outputs.colored_bgr = colorize_depth(outputs.depth_m, lo, hi, self.settings.colormap)
+            outputs.timings_ms["colorize"] = (time.perf_counter() - t0) * 1e3
         return outputs
 
 

@@ -15,10 +15,9 @@ import numpy as np
 
 from .anchoring import (ANCHORS, MAX_CAMERA_HEIGHT_M, ScaleEstimate, apply_scale, fill_holes,
                         fit_ground_plane, fit_sparse_scale)
-from .colorize import colorize_depth
-from .confidence import depth_confidence, flying_pixels
+from .confidence import trust_maps
 from .errors import ConfigError
-from .frame import FrameContext, FrameOutputs
+from .frame import FrameContext, FrameOutputs, multiply_xyz
 from .geometry import depth_to_points
 from .temporal import ScaleFilter
 
@@ -61,6 +60,8 @@ class AnchorStatus:
 
 class ScaleAnchor:
     """Post-model step: anchored, temporally filtered scale applied to depth and cloud."""
+
+    changes_depth = True
 
     def __init__(self, settings: TrustSettings):
         self.settings = settings
@@ -129,13 +130,11 @@ class ScaleAnchor:
                                                          request.point_stride,
                                                          request.max_range_m)
             else:
-                xyz = outputs.cloud[..., :3]
-                xyz *= np.float32(scale)
-                xyz[~(xyz[..., 2] <= min(request.max_range_m, np.finfo(np.float32).max))] = \
-                    np.nan
-        if outputs.colored_bgr is not None:  # recolour: the colours show metres
-            lo, hi = ctx.request.display_range_m
-            outputs.colored_bgr = colorize_depth(depth, lo, hi, ctx.request.colormap)
+                factor: "np.ndarray | np.float32" = np.float32(scale)
+                if math.isfinite(request.max_range_m):  # points the scale moved beyond it
+                    factor = np.where(outputs.cloud[..., 2] * factor <= request.max_range_m,
+                                      factor, np.float32(np.nan))
+                multiply_xyz(outputs.cloud, factor)
         return outputs
 
     def diagnostics(self) -> dict[str, Any]:
@@ -152,6 +151,8 @@ class ScaleAnchor:
 class PointTrust:
     """Post-model step: confidence (when wanted) and the points it and the edge filter keep."""
 
+    changes_depth = False
+
     def __init__(self, settings: TrustSettings, want_confidence: bool = False):
         self.settings = settings
         self.want_confidence = want_confidence
@@ -166,22 +167,23 @@ class PointTrust:
     def __call__(self, outputs: FrameOutputs, ctx: FrameContext) -> FrameOutputs:
         """Confidence image and the point mask (points only; depth is never masked)."""
         s = self.settings
-        need_conf = self.want_confidence or (s.min_confidence > 0 and outputs.cloud is not None)
-        if need_conf:
-            outputs.confidence = depth_confidence(outputs.depth_m, outputs.model_confidence)
-        if outputs.cloud is None:
+        has_cloud = outputs.cloud is not None
+        need_conf = self.want_confidence or (s.min_confidence > 0 and has_cloud)
+        confidence, flying = trust_maps(outputs.depth_m, outputs.model_confidence, need_conf,
+                                        s.edge_filter and has_cloud)
+        if confidence is not None:
+            outputs.confidence = confidence
+        if not has_cloud:
             return outputs
-        drop = np.zeros(outputs.depth_m.shape, dtype=bool)
-        if s.edge_filter:
-            edges = flying_pixels(outputs.depth_m)
-            self.removed["flying"] += int(edges.sum())
-            drop |= edges
+        drop = flying if flying is not None else np.zeros(outputs.depth_m.shape, dtype=bool)
+        self.removed["flying"] += int(np.count_nonzero(drop))
         if s.min_confidence > 0:
-            low = ~(outputs.confidence >= s.min_confidence) & np.isfinite(outputs.depth_m)
-            self.removed["low_confidence"] += int(low.sum())
+            low = confidence < np.float32(s.min_confidence)  # NaN (invalid depth) compares false
+            self.removed["low_confidence"] += int(np.count_nonzero(low & ~drop))
             drop |= low
         stride = ctx.request.point_stride
-        outputs.cloud[..., :3][drop[::stride, ::stride]] = np.nan
+        multiply_xyz(outputs.cloud, np.where(drop[::stride, ::stride], np.float32(np.nan),
+                                             np.float32(1)))
         return outputs
 
 

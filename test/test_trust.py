@@ -215,3 +215,23 @@ def test_sparse_fit_reports_its_uncertainty():
     dense = fit_sparse_scale(depth, _sparse(depth, 0.01, 0.01))
     few = fit_sparse_scale(depth, _sparse(depth, 0.0002, 0.2))
     assert dense.log_sigma < few.log_sigma and dense.log_sigma >= 0.005
+
+
+def test_colours_are_made_after_the_anchor_and_off_steps_cost_nothing():
+    from clip_depth_ros.backends import create_backend
+    from clip_depth_ros.colorize import colorize_depth
+    from clip_depth_ros.pipeline import DepthPipeline
+    rgb, depth, height = _view(4, 4)
+    backend = create_backend("torch", model=None, weights="demo-mirror", fast_path="never")
+    settings = TrustSettings(scale_anchor="sparse_depth", scale_time_constant_s=0.0,
+                             edge_filter=False)
+    pipe = DepthPipeline(backend, steps=[ScaleAnchor(settings), PointTrust(settings)])
+    out = pipe.process(rgb, K, want_points=True, want_colored=True,
+                       sparse_depth_m=_sparse(depth, 0.01, 0.0))
+    lo, hi = pipe.display_range()
+    np.testing.assert_array_equal(out.colored_bgr, colorize_depth(out.depth_m, lo, hi, "turbo"))
+    np.testing.assert_allclose(out.points_xyz, depth_to_points(out.depth_m, K), rtol=1e-5)
+    assert "ScaleAnchor" in out.timings_ms and "PointTrust" not in out.timings_ms  # off: skipped
+    off = DepthPipeline(backend, steps=[ScaleAnchor(TrustSettings(edge_filter=False)),
+                                        PointTrust(TrustSettings(edge_filter=False))])
+    assert not {"ScaleAnchor", "PointTrust"} & set(off.process(rgb, K).timings_ms)

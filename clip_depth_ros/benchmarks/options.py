@@ -56,4 +56,8 @@ def add_stages_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast-path", choices=("auto", "always", "never"), default="never",
                         help="torch fast path (device pre/post, points, colours; CUDA graphs "
                         "on cuda): its device pass is timed as one stage")
+    parser.add_argument("--trust", action="store_true",
+                        help="a rendered room through the trust steps too (ground-plane anchor "
+                             "+ temporal filter, confidence, min_confidence, edge filter), each "
+                             "timed as its own stage")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON here")

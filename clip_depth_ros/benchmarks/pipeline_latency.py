@@ -36,6 +36,7 @@ from std_msgs.msg import Header
 
 from .options import add_stages_arguments, parse_size  # noqa: F401
 from ..backends.torch_backend import TorchBackend
+from ..config import list_bundled_weights
 from ..frame import frame_messages
 from ..geometry import Intrinsics
 from ..pipeline import DepthPipeline
@@ -149,11 +150,39 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def trust_steps(height_m: float) -> list:
+    """The node's post-model steps with everything on: ground-plane anchor with the temporal
+    filter, confidence, min_confidence and the edge filter."""
+    from ..trust import PointTrust, ScaleAnchor, TrustSettings
+    settings = TrustSettings(scale_anchor="ground_plane", camera_height_m=height_m,
+                             scale_time_constant_s=1.0, min_confidence=0.2, edge_filter=True)
+    return [ScaleAnchor(settings), PointTrust(settings, want_confidence=True)]
+
+
+def room_frame(width: int, height: int) -> tuple[Any, Any, Header, float]:
+    """A rendered room (a real floor for the anchor) as Image + CameraInfo, and its camera
+    height."""
+    from ..synthetic import demo_trajectory, random_indoor_scene, render
+    focal = width / (2.0 * math.tan(math.radians(30.0)))
+    camera = Intrinsics(focal, focal, (width - 1) / 2.0, (height - 1) / 2.0, width, height)
+    scene = random_indoor_scene(5007)
+    pose = demo_trajectory(scene, 8)[2]
+    header = Header(frame_id="camera_optical_frame")
+    rgb, _ = render(scene, pose, camera)
+    return (numpy_to_image(rgb, "rgb8", header), intrinsics_to_camera_info(camera, header),
+            header, float(pose.position[2]))
+
+
 def bench_run(backend: TorchBackend, size: tuple[int, int], iters: int,
-              warmup: int) -> tuple[dict[str, dict[str, float]], float]:
-    """Warm up, then time ``iters`` frames of ``size``; (stats, minor page faults per frame)."""
-    image_msg, info_msg, header = make_frame(*size)
-    pipeline = DepthPipeline(backend)
+              warmup: int, trust: bool = False) -> tuple[dict[str, dict[str, float]], float]:
+    """Warm up, then time ``iters`` frames of ``size``; (stats, minor page faults per frame).
+    ``trust``: a rendered room through the post-model steps too (their stages are timed)."""
+    if trust:
+        image_msg, info_msg, header, height_m = room_frame(*size)
+        pipeline = DepthPipeline(backend, steps=trust_steps(height_m))
+    else:
+        image_msg, info_msg, header = make_frame(*size)
+        pipeline = DepthPipeline(backend)
     for _ in range(warmup):
         time_one_frame(pipeline, image_msg, info_msg, header)
     faults = minor_faults()
@@ -216,13 +245,15 @@ def run(args: argparse.Namespace) -> int:
     results, checks = [], []
     for model in args.models:
         t0 = time.perf_counter()
-        backend = TorchBackend(model, backbone_weights="random", device=args.device,
-                               precision=args.precision, threads=args.threads,
-                               fast_path=args.fast_path)
+        # shipped weights by name (their floor makes the anchor's work real), else random
+        spec = ({"model": None, "weights": model} if model in list_bundled_weights()
+                else {"model": model, "backbone_weights": "random"})
+        backend = TorchBackend(**spec, device=args.device, precision=args.precision,
+                               threads=args.threads, fast_path=args.fast_path)
         input_size = backend.describe()["input_size"]
         print(f"[{model}: built in {time.perf_counter() - t0:.1f} s]")
         for size in args.sizes:
-            stats, faults = bench_run(backend, size, args.iters, args.warmup)
+            stats, faults = bench_run(backend, size, args.iters, args.warmup, args.trust)
             print(format_table(model, input_size, size, stats, args.iters, faults) + "\n")
             results.append({"model": model, "model_input": input_size,
                             "size": f"{size[0]}x{size[1]}", "stages_ms": stats,
