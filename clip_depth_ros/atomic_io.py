@@ -1,5 +1,5 @@
-"""Atomic file writes (temp file + fsync + rename) and file hashes, shared by weights,
-exports and engines.
+"""Atomic file writes (temp file + fsync + rename), atomic new folders and file hashes, shared
+by weights, exports, engines and the bag converter.
 
 Pure standard library, so modules that must not import torch (the TensorRT engine cache)
 can use it too, and the exporter and the backends both depend on it instead of on each other.
@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -39,6 +42,25 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def staged_folder(path: Path) -> Iterator[Path]:
+    """Where to write a new folder that must appear finished or not at all: a path inside a
+    hidden sibling (``.<name>.<random>.partial``), renamed to ``path`` when the block ends
+    without an error and removed otherwise.  A killed process leaves only the hidden sibling,
+    never a half-written ``path``; ``path`` must not exist and its parent must."""
+    path = Path(path)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial",
+                                  dir=str(path.parent)))
+    try:
+        yield stage / path.name  # the folder keeps its own name inside (file names follow it)
+        if path.exists():
+            raise FileExistsError(f"{path} appeared while it was being written; the new one "
+                                  "is discarded")
+        os.rename(stage / path.name, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def file_sha256(path) -> str:

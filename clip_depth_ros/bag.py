@@ -1,58 +1,61 @@
 """Offline depth for recordings: rosbag2 (sqlite3 or MCAP) in, a new bag with depth out.
 
 ``clip-depth bag INPUT OUTPUT`` reads every Image or CompressedImage of one topic, runs a
-backend on it and writes, under the image's namespace (``/camera/image_raw`` -> ``/camera``):
+backend on it and writes, under the image's namespace (``/camera/image_raw`` -> ``/camera``;
+each name can be chosen with ``--depth-topic``, ``--depth-info-topic``, ``--points-topic``):
 
 - ``<ns>/depth``              sensor_msgs/Image 32FC1, metres (REP 117/118)
 - ``<ns>/depth/camera_info``  the paired camera_info with K and P scaled to the depth image
-- ``<ns>/points``             sensor_msgs/PointCloud2 x y z (+ rgb), organized at stride 1
+- ``<ns>/points``             with ``--points``: sensor_msgs/PointCloud2 x y z (+ rgb)
 
-Every output keeps the input image's header (stamp, frame_id) and its receive timestamp in the
-bag, exactly as the live node would publish it.  camera_info is paired by the node's own
-policy (:class:`~clip_depth_ros.camera_sync.CameraInfoPairing`): the one of nearest stamp
-within a tolerance, else (unless ``--no-latest-camera-info``) the latest one recorded
-before the image.
+and, unless ``--no-copy-input``, every record of the input bag as it was, so the new bag
+replays the camera with its depth.  Every output keeps the input image's header (stamp,
+frame_id) and its receive timestamp in the bag, exactly as the live node would publish it.
+camera_info is paired by the node's own policy (:mod:`clip_depth_ros.camera_sync`).
+
+The bag is written into a hidden sibling folder and renamed to OUTPUT when it is finished:
+OUTPUT is a complete, readable bag or absent.  Ctrl-C stops after the current frame and keeps
+what was converted as a finished bag (a second Ctrl-C stops at once and keeps nothing).
 
 Pure Python: messages are (de)serialised with the ``rosbags`` typestore, never rclpy.
 """
 from __future__ import annotations
 
-import argparse
-import sys
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
+from .atomic_io import staged_folder
 from .backends.base import DepthBackend
-from .bag_reader import (CAMERA_INFO, IMAGE, IMAGE_TYPES, BagError, bag_folder, check_topic,
-                         iter_bag_images, iter_bag_messages, rosbags_api)
-from .camera_sync import CameraInfoPairing
-from .geometry import Intrinsics
-from .image_codec import (POINTFIELD_FLOAT32, camera_info_fields, camera_info_to_intrinsics,
-                          cloud_layout, encode_pixels)
+from .bag_messages import OUTPUT_TYPES, BagMessages
+from .bag_reader import (CAMERA_INFO, IMAGE_TYPES, BagError, bag_folder, check_topic,
+                         decode_image, iter_bag_messages, rosbags_api)
+from .camera_sync import CameraInfoPairing, image_namespace
+from .camera_sync import camera_info_topic as camera_info_next_to
 from .frame import frame_messages
+from .image_codec import ConversionError, camera_info_to_intrinsics
 from .pipeline import DepthPipeline, PipelineSettings
 from .stamps import stamp_ns
 
-DEPTH_IMAGE, POINTS = IMAGE, "sensor_msgs/msg/PointCloud2"
+__all__ = ["BagJob", "BagReport", "convert", "image_namespace", "output_topics", "prepare"]
+
 FORMATS = ("sqlite3", "mcap")
+TOPIC_OPTIONS = {"depth": "--depth-topic", "info": "--depth-info-topic",
+                 "points": "--points-topic"}
+_TOPIC_NAME = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
+_REPORTED = {"depth": "depth", "info": "camera_info", "points": "points"}
 
 
-def image_namespace(image_topic: str) -> str:
-    """The camera namespace of an image topic: /camera/image_raw[/compressed] -> /camera."""
-    topic = image_topic.rstrip("/")
-    if topic.endswith("/compressed"):
-        topic = topic[: -len("/compressed")]
-    return topic.rsplit("/", 1)[0] if "/" in topic else ""
-
-
-def output_topics(image_topic: str) -> dict[str, str]:
-    """Output topic names for an image topic: depth, info, points."""
+def output_topics(image_topic: str, chosen: Optional[dict[str, Optional[str]]] = None
+                  ) -> dict[str, str]:
+    """Output topic names for an image topic (depth, info, points): under the image's
+    namespace, or the names ``chosen`` gives."""
     ns = image_namespace(image_topic)
-    return {"depth": f"{ns}/depth", "info": f"{ns}/depth/camera_info", "points": f"{ns}/points"}
+    topics = {"depth": f"{ns}/depth", "info": f"{ns}/depth/camera_info", "points": f"{ns}/points"}
+    topics.update({key: name for key, name in (chosen or {}).items() if name})
+    return topics
 
 
 @dataclass
@@ -66,7 +69,8 @@ class BagJob:
     camera_info_topic: Optional[str]
     storage: str
     frame_count: int
-    topics: dict[str, str] = field(default_factory=dict)
+    topics: dict[str, str] = field(default_factory=dict)  # the outputs written
+    copy_input: bool = True
 
 
 @dataclass
@@ -77,8 +81,10 @@ class BagReport:
     depth: int = 0
     camera_info: int = 0
     points: int = 0
+    copied: int = 0  # input records copied as they were
     skipped: Counter = field(default_factory=Counter)
     first_problem: str = ""
+    interrupted: bool = False
 
 
 def _storage_of(reader: Any) -> str:
@@ -87,81 +93,80 @@ def _storage_of(reader: Any) -> str:
     return "mcap" if "mcap" in type(storages[0]).__name__.lower() else "sqlite3"
 
 
+def _check_outputs(topics: dict[str, str], input_topics: dict[str, str],
+                   copy_input: bool) -> None:
+    """Valid, distinct output names that do not collide with copied input topics."""
+    for key, name in topics.items():
+        if not _TOPIC_NAME.match(name):
+            raise BagError(f"{TOPIC_OPTIONS[key]} '{name}' is not an absolute ROS topic name "
+                           "(like /camera/depth)")
+        if copy_input and name in input_topics:
+            raise BagError(f"output topic {name} is already in the input bag "
+                           f"({input_topics[name]}); choose another with {TOPIC_OPTIONS[key]} "
+                           "or leave the input out with --no-copy-input")
+    names = list(topics.values())
+    for name in set(names):
+        if names.count(name) > 1:
+            raise BagError(f"two outputs would be written to {name}; give "
+                           f"{', '.join(TOPIC_OPTIONS[k] for k in topics)} distinct names")
+
+
+def _check_copyable(src: Path, connections: list, typestore: Any) -> None:
+    """Every input topic can be copied: the bag holds its definition or the typestore does."""
+    for conn in connections:
+        if conn.msgdef.data and conn.digest:
+            continue
+        try:
+            typestore.hash_rihs01(conn.msgtype)
+        except Exception:  # rosbags raises several types for unknown message types
+            raise BagError(f"cannot copy {conn.topic} ({conn.msgtype}): bag {src} holds no "
+                           "definition of that type; use --no-copy-input") from None
+
+
 def prepare(source: str, output: str, image_topic: str = "/camera/image_raw",
-            camera_info_topic: str = "auto", storage: Optional[str] = None) -> BagJob:
+            camera_info_topic: str = "auto", storage: Optional[str] = None,
+            copy_input: bool = True, points: bool = False,
+            topics: Optional[dict[str, Optional[str]]] = None) -> BagJob:
     """Check the input and output before any model is loaded; BagError says what is wrong."""
-    reader_cls, _, _ = rosbags_api()
+    reader_cls, _, typestore = rosbags_api()
     src, dst = Path(source), Path(output)
     if not src.exists():
         raise BagError(f"input bag not found: {src}")
     if dst.exists():
         raise BagError(f"output {dst} exists already; choose a new path (nothing is "
                        "overwritten)")
+    if not dst.absolute().parent.is_dir():
+        raise BagError(f"output {dst}: folder '{dst.absolute().parent}' does not exist; "
+                       "create it first")
     if storage is not None and storage not in FORMATS:
         raise BagError(f"unknown storage format {storage!r}; use one of {', '.join(FORMATS)}")
     try:
         with reader_cls(bag_folder(src)) as reader:
-            topics = {name: info.msgtype for name, info in reader.topics.items()}
+            input_topics = {name: info.msgtype for name, info in reader.topics.items()}
             counts = {name: info.msgcount for name, info in reader.topics.items()}
+            connections = list(reader.connections)
             detected = _storage_of(reader)
     except Exception as exc:  # rosbags raises several types for unreadable bags
         raise BagError(f"cannot read bag {src}: {exc}") from None
-    check_topic(src, topics, image_topic, IMAGE_TYPES)
+    check_topic(src, input_topics, image_topic, IMAGE_TYPES)
     info_topic: Optional[str]
     if camera_info_topic == "auto":
-        candidate = f"{image_namespace(image_topic)}/camera_info"
-        info_topic = candidate if topics.get(candidate) == CAMERA_INFO else None
+        candidate = camera_info_next_to(image_topic)
+        info_topic = candidate if input_topics.get(candidate) == CAMERA_INFO else None
     elif camera_info_topic in ("", "none"):
         info_topic = None
     else:
         info_topic = camera_info_topic
-        check_topic(src, topics, info_topic, (CAMERA_INFO,), noun="camera_info")
+        check_topic(src, input_topics, info_topic, (CAMERA_INFO,), noun="camera_info")
+    written = {key: name for key, name in output_topics(image_topic, topics).items()
+               if key != "points" or points}
+    _check_outputs(written, input_topics, copy_input)
+    if copy_input:
+        _check_copyable(src, connections, typestore)
     return BagJob(source=src, output=dst, image_topic=image_topic,
-                  image_type=topics[image_topic], camera_info_topic=info_topic,
+                  image_type=input_topics[image_topic], camera_info_topic=info_topic,
                   storage=storage or detected, frame_count=counts[image_topic],
-                  topics=output_topics(image_topic))
-
-
-class _Messages:
-    """Builds the output messages as rosbags objects, with the layouts the node publishes."""
-
-    def __init__(self, typestore: Any):
-        self.types = typestore.types
-
-    def image(self, array: np.ndarray, encoding: str, header: Any) -> Any:
-        """sensor_msgs/Image (rosbags type)."""
-        name, pixels = encode_pixels(array, encoding)
-        height, width = pixels.shape[:2]
-        step = width * pixels.dtype.itemsize * (pixels.shape[2] if pixels.ndim == 3 else 1)
-        return self.types[IMAGE](header=header, height=height, width=width, encoding=name,
-                                 is_bigendian=0, step=step,
-                                 data=np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
-
-    def camera_info(self, intrinsics: Intrinsics, header: Any, template: Any) -> Any:
-        """sensor_msgs/CameraInfo (rosbags type)."""
-        values = camera_info_fields(intrinsics, template)
-        roi = self.types["sensor_msgs/msg/RegionOfInterest"](
-            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-        return self.types[CAMERA_INFO](
-            header=header, height=values["height"], width=values["width"],
-            distortion_model=values["distortion_model"],
-            d=np.asarray(values["d"], dtype=np.float64), k=values["k"], r=values["r"],
-            p=values["p"], binning_x=0, binning_y=0, roi=roi)
-
-    def pointcloud2(self, body: np.ndarray, header: Any) -> Any:
-        """sensor_msgs/PointCloud2 (rosbags type)."""
-        cloud, names = cloud_layout(body)
-        height, width = cloud.shape[:2]
-        point_field = self.types["sensor_msgs/msg/PointField"]
-        fields = [point_field(name=n, offset=4 * i, datatype=POINTFIELD_FLOAT32, count=1)
-                  for i, n in enumerate(names)]
-        return self.types[POINTS](
-            header=header, height=height, width=width, fields=fields, is_bigendian=False,
-            point_step=4 * len(names), row_step=4 * len(names) * width,
-            data=np.ascontiguousarray(cloud).reshape(-1).view(np.uint8), is_dense=False)
-
-
-_REPORTED = {"depth": "depth", "info": "camera_info", "points": "points"}
+                  topics=written, copy_input=copy_input)
 
 
 def _load_camera_infos(job: BagJob, tolerance_s: float, use_latest: bool) -> CameraInfoPairing:
@@ -173,112 +178,86 @@ def _load_camera_infos(job: BagJob, tolerance_s: float, use_latest: bool) -> Cam
     return pairing
 
 
-def convert(job: BagJob, backend: DepthBackend, points: bool = True, points_rgb: bool = True,
+class _NothingConverted(Exception):
+    """Interrupted before the first frame: the staged bag is discarded."""
+
+
+def _copy_connections(writer: Any, reader: Any, typestore: Any) -> dict[int, Any]:
+    """Output connections for every input connection (same topic, type, definition, QoS)."""
+    made: dict[tuple, Any] = {}
+    by_id: dict[int, Any] = {}
+    for conn in reader.connections:
+        key = (conn.topic, conn.msgtype, conn.ext.serialization_format,
+               repr(conn.ext.offered_qos_profiles))
+        if key not in made:
+            known = bool(conn.msgdef.data and conn.digest)
+            made[key] = writer.add_connection(
+                conn.topic, conn.msgtype, typestore=None if known else typestore,
+                msgdef=conn.msgdef.data if known else None,
+                rihs01=conn.digest if known else None,
+                serialization_format=conn.ext.serialization_format,
+                offered_qos_profiles=conn.ext.offered_qos_profiles)
+        by_id[conn.id] = made[key]
+    return by_id
+
+
+def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb: bool = True,
             stride: int = 1, tolerance_s: float = 0.01, use_latest_camera_info: bool = True,
-            progress: bool = True) -> BagReport:
-    """Run ``backend`` on every frame of ``job`` and write the new bag; bad frames are skipped
-    and counted in the report."""
-    _, writer_cls, typestore = rosbags_api()
+            progress: bool = True, stop: Callable[[], bool] = lambda: False) -> BagReport:
+    """Run ``backend`` on every frame of ``job`` and write the new bag (the input records
+    copied along when ``job.copy_input``); bad frames are skipped and counted in the report.
+    ``stop()`` true ends the conversion early with a finished bag of what was done (nothing
+    when no frame was converted yet)."""
+    reader_cls, writer_cls, typestore = rosbags_api()
     from rosbags.rosbag2 import StoragePlugin
     from tqdm import tqdm
     pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))))
-    build = _Messages(typestore)
+    build = BagMessages(typestore)
     report = BagReport()
     plugin = StoragePlugin.MCAP if job.storage == "mcap" else StoragePlugin.SQLITE3
-    types = {"depth": DEPTH_IMAGE, "info": CAMERA_INFO, "points": POINTS}
     infos = _load_camera_infos(job, tolerance_s, use_latest_camera_info)
-    with writer_cls(job.output, version=writer_cls.VERSION_LATEST,
-                    storage_plugin=plugin) as writer, \
-            tqdm(total=job.frame_count, unit="frame", desc="depth", disable=not progress) as bar:
-        out = {key: writer.add_connection(topic, types[key], typestore=typestore)
-               for key, topic in job.topics.items() if key != "points" or points}
-
-        def skip(reason: str, exc: Exception, received_ns: int) -> None:
-            bar.update(1)
-            report.frames += 1
-            report.skipped[reason] += 1
-            report.first_problem = report.first_problem or f"{reason}: {exc}"
-
-        for msg, rgb, received_ns in iter_bag_images(job.source, job.image_topic,
-                                                     on_error=skip):
-            bar.update(1)
-            report.frames += 1
-            info = infos.match(stamp_ns(msg.header.stamp), received_ns)
-            intrinsics = camera_info_to_intrinsics(info) if info is not None else None
-            result = pipeline.process(rgb, intrinsics, want_points=points, want_rgb=points_rgb)
-            for key, message in frame_messages(result, msg.header, info, build).items():
-                writer.write(out[key], received_ns, typestore.serialize_cdr(message, types[key]))
-                setattr(report, _REPORTED[key], getattr(report, _REPORTED[key]) + 1)
-    return report
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `clip-depth bag` options."""
-    parser.add_argument("input", help="rosbag2 directory, or a single .mcap / .db3 file")
-    parser.add_argument("output", help="new bag directory (must not exist)")
-    parser.add_argument("--image-topic", default="/camera/image_raw",
-                        help="Image or CompressedImage topic (default: %(default)s)")
-    parser.add_argument("--camera-info-topic", default="auto",
-                        help="CameraInfo topic; 'auto' = <image ns>/camera_info when the bag "
-                             "has it, 'none' = depth only (default: %(default)s)")
-    parser.add_argument("--model", default=None)
-    parser.add_argument("--weights", default=None)
-    parser.add_argument("--backbone-weights", default=None)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--points", action=argparse.BooleanOptionalAction, default=True,
-                        help="write <ns>/points (needs camera_info)")
-    parser.add_argument("--points-rgb", action=argparse.BooleanOptionalAction, default=True,
-                        help="xyzrgb points (else xyz)")
-    parser.add_argument("--stride", type=int, default=1,
-                        help="point cloud decimation: every Nth row and column (1 = organized "
-                             "cloud of the full image)")
-    parser.add_argument("--camera-info-tolerance", type=float, default=0.01,
-                        help="pair camera_info within this many seconds of the image stamp")
-    latest = parser.add_mutually_exclusive_group()
-    latest.add_argument("--use-latest-camera-info", dest="use_latest_camera_info",
-                        action="store_true", default=True,
-                        help="with no camera_info within the tolerance, use the latest one "
-                             "recorded before the image, as the node's use_latest_camera_info "
-                             "(default)")
-    latest.add_argument("--no-latest-camera-info", dest="use_latest_camera_info",
-                        action="store_false",
-                        help="pair camera_info by stamp only: frames without one within the "
-                             "tolerance get depth only")
-    parser.add_argument("--format", choices=FORMATS, default=None,
-                        help="storage of the output (default: the input's)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace,
-        backend_factory: Optional[Callable[..., DepthBackend]] = None) -> int:
-    """`clip-depth bag`: check, load the model, convert, print a summary; 2 on a clear error."""
-    if args.stride < 1:
-        print("clip-depth bag: error: --stride must be >= 1", file=sys.stderr)
-        return 2
     try:
-        job = prepare(args.input, args.output, args.image_topic, args.camera_info_topic,
-                      args.format)
-        if backend_factory is None:
-            from .backends import create_backend
-            backend_factory = create_backend
-        try:
-            backend = backend_factory("torch", model=args.model, weights=args.weights,
-                                      backbone_weights=args.backbone_weights,
-                                      device=args.device)
-        except Exception as exc:  # any load failure: one clear line, no traceback
-            raise BagError(f"could not load the model: {exc}") from None
-        if job.camera_info_topic is None:
-            print(f"no camera_info for {job.image_topic}: writing depth only, no points",
-                  file=sys.stderr)
-        report = convert(job, backend, points=args.points, points_rgb=args.points_rgb,
-                         stride=args.stride, tolerance_s=args.camera_info_tolerance,
-                         use_latest_camera_info=args.use_latest_camera_info,
-                         progress=not args.no_progress)
-    except BagError as exc:
-        print(f"clip-depth bag: error: {exc}", file=sys.stderr)
-        return 2
-    skipped = sum(report.skipped.values())
-    print(f"{report.frames} frames from {job.image_topic} -> {job.output} ({job.storage}): "
-          f"{report.depth} depth, {report.camera_info} camera_info, {report.points} points"
-          + (f"; skipped {skipped} ({report.first_problem})" if skipped else ""))
-    return 0
+        with staged_folder(job.output) as path, \
+                writer_cls(path, version=writer_cls.VERSION_LATEST,
+                           storage_plugin=plugin) as writer, \
+                reader_cls(bag_folder(job.source)) as reader, \
+                tqdm(total=job.frame_count, unit="frame", desc="depth",
+                     disable=not progress) as bar:
+            out = {key: writer.add_connection(topic, OUTPUT_TYPES[key], typestore=typestore)
+                   for key, topic in job.topics.items()}
+            copies = _copy_connections(writer, reader, typestore) if job.copy_input else {}
+            wanted = [c for c in reader.connections
+                      if job.copy_input or c.topic == job.image_topic]
+            for conn, received_ns, raw in reader.messages(connections=wanted):
+                if stop():
+                    report.interrupted = True
+                    break
+                if conn.id in copies:
+                    writer.write(copies[conn.id], received_ns, raw)
+                    report.copied += 1
+                if conn.topic != job.image_topic:
+                    continue
+                bar.update(1)
+                report.frames += 1
+                try:
+                    msg = typestore.deserialize_cdr(raw, conn.msgtype)
+                    rgb = decode_image(msg)
+                except Exception as exc:  # a corrupt record: skip it, as the node skips one
+                    reason = "bad_image" if isinstance(exc, ConversionError) else "undecodable"
+                    report.skipped[reason] += 1
+                    report.first_problem = report.first_problem or f"{reason}: {exc}"
+                    continue
+                info = infos.match(stamp_ns(msg.header.stamp), received_ns)
+                intrinsics = camera_info_to_intrinsics(info) if info is not None else None
+                result = pipeline.process(rgb, intrinsics, want_points=points,
+                                          want_rgb=points_rgb)
+                for key, message in frame_messages(result, msg.header, info, build).items():
+                    if key in out:
+                        writer.write(out[key], received_ns,
+                                     typestore.serialize_cdr(message, OUTPUT_TYPES[key]))
+                        setattr(report, _REPORTED[key], getattr(report, _REPORTED[key]) + 1)
+            if report.interrupted and report.depth == 0:
+                raise _NothingConverted
+    except _NothingConverted:
+        pass
+    return report

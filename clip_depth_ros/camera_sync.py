@@ -4,6 +4,11 @@ The camera_info of nearest header stamp within a tolerance; failing that, when a
 latest one received at or before the image (``received_ns`` given: a bag, where every record
 has a receive time) or the latest one seen (``received_ns`` None: the live node); else none.
 Pure Python: any message object goes in, stamps are integer nanoseconds.
+
+Which topic the camera_info comes from is one rule too (:func:`camera_info_topic`, image_transport's
+camera subscriber's): the ``camera_info`` next to the image, ``/camera/image_raw`` ->
+``/camera/camera_info``; the bag command's ``auto`` and the node (when ``image`` is remapped and
+``camera_info`` is not) follow it.
 """
 from __future__ import annotations
 
@@ -11,6 +16,20 @@ import bisect
 import threading
 from collections import deque
 from typing import Any, Optional
+
+
+def image_namespace(image_topic: str) -> str:
+    """The camera namespace of an image topic: /camera/image_raw[/compressed] -> /camera."""
+    topic = image_topic.rstrip("/")
+    if topic.endswith("/compressed"):
+        topic = topic[: -len("/compressed")]
+    return topic.rsplit("/", 1)[0] if "/" in topic else ""
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """The camera_info topic next to an image topic: /camera/color/image_raw ->
+    /camera/color/camera_info (image_transport's rule)."""
+    return f"{image_namespace(image_topic)}/camera_info"
 
 
 def _stamp(entry: tuple[int, int, int, Any]) -> int:

@@ -76,7 +76,7 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 # name -> (module with add_arguments(parser) and run(args), one-line help)
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("clip_depth_ros.predict", "depth for one image file (.npy in metres + picture)"),
-    "bag": ("clip_depth_ros.bag", "depth (+ camera_info, points) for a rosbag2 recording"),
+    "bag": ("clip_depth_ros.bag_cli", "depth (+ camera_info, points) for a rosbag2 recording"),
     "bench": ("clip_depth_ros.benchmarks", "benchmarks: live graph, model, pipeline stages"),
     "node": ("clip_depth_ros.ros.tools", "talk to a running depth node without the ros2 CLI: "
              "lifecycle state, parameters, /diagnostics, topic rate"),

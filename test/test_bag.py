@@ -38,6 +38,8 @@ FX, FY, CX, CY = 70.0, 68.0, 31.5, 23.0  # at the camera_info's own size
 IMAGE_TOPIC, INFO_TOPIC = "/cam/image_raw", "/cam/camera_info"
 PLUGINS = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
 MODEL_ARGS = ["--model", "tiny-mirror", "--backbone-weights", "random", "--no-progress"]
+# the outputs of the node (points too) and nothing else: defaults are tested in test_bag_cli
+OUTPUT_ARGS = ["--points", "--no-copy-input"]
 
 
 def header(sec: int, nanosec: int = 250_000_000, frame_id: str = "cam_optical"):
@@ -117,7 +119,7 @@ def read_bag(path: Path) -> dict[str, list[tuple[int, object]]]:
 
 
 def run_bag(*args: str) -> int:
-    return cli_main(["bag", *map(str, args), *MODEL_ARGS])
+    return cli_main(["bag", *OUTPUT_ARGS, *map(str, args), *MODEL_ARGS])
 
 
 def storage_files(path: Path) -> set[str]:
