@@ -52,10 +52,15 @@ ENCODINGS = {
     "yuv422": _Encoding(_U8, 2),  # UYVY byte order
     "yuv422_yuy2": _Encoding(_U8, 2),  # YUYV byte order
 }
-# Newer sensor_msgs/image_encodings.hpp names for the same two layouts.
-_ALIASES = {"uyvy": "yuv422", "yuyv": "yuv422_yuy2"}
+# Newer sensor_msgs/image_encodings.hpp names for the same two layouts, and the generic
+# OpenCV type names cv_bridge gives a uint8 image in passthrough (OpenCV's order: BGR, BGRA).
+_ALIASES = {"uyvy": "yuv422", "yuyv": "yuv422_yuy2", "8UC1": "mono8", "8UC3": "bgr8",
+            "8UC4": "bgra8"}
 _SUPPORTED = ", ".join(list(ENCODINGS) + list(_ALIASES))
 _DEPTH_LIKE = ("16UC1", "32FC1")
+# what the model accepts as its colour input: exactly these (depth-like images are refused)
+IMAGE_INPUT_ENCODINGS = tuple(n for n in list(ENCODINGS) + list(_ALIASES)
+                              if _ALIASES.get(n, n) not in _DEPTH_LIKE)
 _TO_RGB = {
     "bgr8": cv2.COLOR_BGR2RGB,
     "rgba8": cv2.COLOR_RGBA2RGB,
@@ -131,11 +136,12 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
 
     Unpadded rgb8 comes back as a read-only view of the message; everything else is a new array.
     """
-    name = canonical_encoding(msg.encoding)
-    if name in _DEPTH_LIKE:
-        raise ConversionError(
-            f"encoding {name} is a depth-like image; the model needs a colour or mono image "
-            f"(rgb8, bgr8, rgba8, bgra8, mono8, mono16, yuv422, yuv422_yuy2)")
+    name = _ALIASES.get(msg.encoding, msg.encoding)
+    if name not in IMAGE_INPUT_ENCODINGS:
+        what = ("a depth-like image; the model needs a colour or mono image"
+                if name in _DEPTH_LIKE else "not an image encoding the model takes")
+        raise ConversionError(f"unsupported image encoding {msg.encoding!r} ({what}); "
+                              f"supported: {', '.join(IMAGE_INPUT_ENCODINGS)}")
     pixels = image_to_numpy(msg)
     if name == "rgb8":
         return np.ascontiguousarray(pixels)  # still a zero-copy view when rows are unpadded

@@ -289,16 +289,44 @@ def test_malformed_images_raise_conversion_error(msg, needle):
 
 def test_unknown_encoding_lists_supported_ones():
     with pytest.raises(ConversionError) as info:
-        image_to_numpy(_image(encoding="8UC4"))
-    assert "8UC4" in str(info.value) and "rgb8" in str(info.value)
+        image_to_numpy(_image(encoding="8UC2"))
+    assert "8UC2" in str(info.value) and "rgb8" in str(info.value)
     assert "yuv422_yuy2" in str(info.value)
+
+
+def _listed(error: ConversionError) -> set[str]:
+    return set(str(error).split("supported: ")[1].split(", "))
 
 
 @pytest.mark.parametrize("encoding", ["16UC1", "32FC1"])
 def test_depth_like_images_are_refused_as_model_input(encoding):
     msg = numpy_to_image(random_pixels(encoding), encoding)
-    with pytest.raises(ConversionError, match="colour or mono"):
+    with pytest.raises(ConversionError, match="colour or mono") as info:
         image_to_rgb8(msg)
+    assert not _listed(info.value) & {"16UC1", "32FC1"}  # never offered as supported
+
+
+@pytest.mark.parametrize("encoding", ["8UC2", "bayer_rggb8", "32FC1"])
+def test_refused_input_encoding_lists_exactly_what_is_accepted(encoding):
+    """Issue 13 item 15: the error listed 32FC1 as supported and the next one refused it."""
+    with pytest.raises(ConversionError) as info:
+        image_to_rgb8(_image(encoding=encoding))
+    listed = _listed(info.value)
+    assert {"rgb8", "bgr8", "mono16", "yuv422", "8UC3"} <= listed
+    for name in listed:  # every listed encoding really decodes
+        msg = make_image(name, random_pixels(name if name in NATURAL else
+                                             {"8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8",
+                                              "uyvy": "yuv422", "yuyv": "yuv422_yuy2"}[name]))
+        assert image_to_rgb8(msg).shape == (H, W, 3), name
+
+
+@pytest.mark.parametrize("passthrough,named", [("8UC3", "bgr8"), ("8UC1", "mono8"),
+                                               ("8UC4", "bgra8")])
+def test_cv_bridge_passthrough_encodings_decode_as_opencv_order(passthrough, named):
+    """cv_bridge's passthrough gives 8UC3 for a BGR OpenCV image: decoded as bgr8."""
+    pixels = random_pixels(named)
+    np.testing.assert_array_equal(image_to_rgb8(make_image(passthrough, pixels)),
+                                  image_to_rgb8(make_image(named, pixels)))
 
 
 @pytest.mark.parametrize("array_,encoding", [
