@@ -208,3 +208,24 @@ def test_bundled_weights_by_name_export_once_and_match_torch(tmp_path):
     torch_backend = create_backend("torch", model=None, weights="demo-mirror")
     image = np.random.default_rng(4).integers(0, 256, (240, 320, 3), dtype=np.uint8)
     assert np.abs(first.infer(image) - torch_backend.infer(image)).max() < 1e-3
+
+
+def test_session_start_prints_nothing_of_onnxruntime_own(pair, tmp_path):
+    """Issue 13 item 16: onnxruntime's C++ logger wrote its own warning lines (outside the
+    node's log) on every start; its severity is errors only, and a fresh process that creates
+    the backend writes nothing at all."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from clip_depth_ros.backends.onnxruntime_backend import ORT_LOG_SEVERITY
+    _, backend = pair
+    assert ORT_LOG_SEVERITY == 3
+    assert backend._session.get_session_options().log_severity_level == ORT_LOG_SEVERITY
+    root = Path(__file__).resolve().parents[1]
+    script = ("from clip_depth_ros.backends import create_backend\n"
+              f"create_backend('onnxruntime', onnx_path={str(backend.onnx_path)!r})\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=str(root), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == "" and proc.stderr == "", proc.stdout + proc.stderr

@@ -27,6 +27,10 @@ except ImportError as exc:  # the registry turns this into "backend needs onnxru
 log = logging.getLogger("clip_depth_ros")
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+# onnxruntime's own log (its C++ logger writes straight to stderr in its own format, outside
+# the node's log): errors only.  Its warnings on every session start (nodes it places on the
+# CPU next to CUDA, GPU discovery notes) are not for users; our log names the providers in use.
+ORT_LOG_SEVERITY = 3  # 0 verbose, 1 info, 2 warning, 3 error, 4 fatal
 PROVIDER_CHAINS = {"cpu": (CPU,), "cuda": (CUDA, CPU), "tensorrt": (TRT, CUDA, CPU)}
 
 
@@ -86,7 +90,9 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
                              "(providers: tensorrt, with onnxruntime-gpu); use fp32 here")
         self.device, self.precision = device, precision
         self.onnx_path = resolve_onnx(onnx_path, model, weights, backbone_weights, cache_dir)
+        ort.set_default_logger_severity(ORT_LOG_SEVERITY)
         options = ort.SessionOptions()
+        options.log_severity_level = ORT_LOG_SEVERITY
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads > 0:
             options.intra_op_num_threads = int(threads)
