@@ -19,7 +19,7 @@ from typing import Generic, Optional, Protocol, TypeVar
 import numpy as np
 
 from .backends.base import DepthBackend
-from .colorize import colorize_depth
+from .colorize import DisplayRange, colorize_depth
 from .frame import FrameContext, FrameOutputs, FrameRequest
 from .geometry import Intrinsics
 
@@ -33,7 +33,7 @@ class PipelineSettings:
     point_stride: int = 1
     max_range_m: float = 0.0  # 0 = no limit beyond the model's max depth
     colormap: str = "turbo"
-    display_min_m: float = 0.0  # 0/0 = the model's depth range
+    display_min_m: float = 0.0  # 0 = this end from the data (robust, smoothed over frames)
     display_max_m: float = 0.0
 
 
@@ -61,12 +61,37 @@ class DepthPipeline:
         self.backend = backend
         self.settings = settings or PipelineSettings()
         self.steps: list[PostModelStep] = list(steps or [])
+        self._display: Optional[DisplayRange] = None
+        self._display_ends: Optional[tuple[float, float]] = None
+        self._data_range: Optional[tuple[float, float]] = None  # the last one from the data
+
+    def _display_range_state(self) -> DisplayRange:
+        """The colour range of the stream for the current settings (a new one, forgetting
+        the smoothed data, when the fixed ends change)."""
+        ends = (self.settings.display_min_m, self.settings.display_max_m)
+        if self._display is None or ends != self._display_ends:
+            lo, hi = ends
+            if lo and hi and lo >= hi:  # refused at the node's parameters; here: the data
+                lo = hi = 0.0
+            self._display = DisplayRange(lo or None, hi or None)
+            self._display_ends, self._data_range = ends, None
+        return self._display
+
+    def colours_from_data(self) -> bool:
+        """Whether an end of the colour range comes from the data (display_min/max 0)."""
+        display = self._display_range_state()
+        return display.fixed_min is None or display.fixed_max is None
 
     def display_range(self) -> tuple[float, float]:
-        """Depth range mapped onto the colormap."""
-        lo, hi = self.settings.display_min_m, self.settings.display_max_m
-        if hi > lo >= 0 and hi > 0:
-            return lo, hi
+        """The depth range the colours span: the one place that decides it.  Fixed ends from
+        the settings; an end at 0 comes from the data (2nd-98th percentile of the depth
+        published, smoothed over frames so colours do not flicker), the model's range until a
+        frame was coloured."""
+        display = self._display_range_state()
+        if not self.colours_from_data():
+            return display.fixed_min, display.fixed_max
+        if self._data_range is not None:
+            return self._data_range
         return self.backend.config.min_depth, self.backend.config.max_depth
 
     def request(self, want_points: bool = False, want_rgb: bool = False,
@@ -92,8 +117,10 @@ class DepthPipeline:
         if intrinsics is not None:
             intrinsics = intrinsics.scaled_to(width, height) if intrinsics.is_valid() else None
         steps = [step for step in self.steps if step.active]
-        # colours show metres: made after any step that rewrites depth, else by the backend
-        colour_after = want_colored and any(step.changes_depth for step in steps)
+        # colours show metres: made after any step that rewrites depth, and from the final
+        # depth when the range comes from the data; else by the backend (fixed range)
+        colour_after = want_colored and (self.colours_from_data()
+                                         or any(step.changes_depth for step in steps))
         request = self.request(want_points and intrinsics is not None, want_rgb,
                                want_colored and not colour_after)
         outputs = self.backend.infer_frame(image_rgb, intrinsics, request)
@@ -105,6 +132,8 @@ class DepthPipeline:
             outputs.timings_ms[type(step).__name__] = (time.perf_counter() - t0) * 1e3
         if colour_after:
             t0 = time.perf_counter()
+            if self.colours_from_data():
+                self._data_range = self._display_range_state().update(outputs.depth_m)
             lo, hi = self.display_range()
             outputs.colored_bgr = colorize_depth(outputs.depth_m, lo, hi, self.settings.colormap)
             outputs.timings_ms["colorize"] = (time.perf_counter() - t0) * 1e3

@@ -131,6 +131,29 @@ def test_display_range_default_and_override(backend):
     assert pipe.display_range() == (cfg.min_depth, cfg.max_depth)
 
 
+def test_colours_default_to_a_robust_range_from_the_data_smoothed_over_frames(backend):
+    """Issue 13 item 14: display_min_m = display_max_m = 0 colour the depth's own 2-98th
+    percentiles (not the model's 0.001-10 m, which left a room almost flat), smoothed from
+    frame to frame; a fixed end stays fixed."""
+    from clip_depth_ros.colorize import DisplayRange, robust_range
+    pipe = DepthPipeline(backend)
+    assert pipe.colours_from_data()
+    first, second = _image(seed=7), _image(seed=8)
+    out = pipe.process(first, want_colored=True)
+    lo, hi = robust_range(out.depth_m)
+    assert pipe.display_range() == pytest.approx((lo, hi))
+    np.testing.assert_array_equal(out.colored_bgr, colorize_depth(out.depth_m, lo, hi))
+    out2 = pipe.process(second, want_colored=True)
+    reference = DisplayRange()
+    reference.update(out.depth_m)
+    smoothed = reference.update(out2.depth_m)
+    assert pipe.display_range() == pytest.approx(smoothed)
+    np.testing.assert_array_equal(out2.colored_bgr, colorize_depth(out2.depth_m, *smoothed))
+    pipe.settings.display_min_m = 0.2  # near end fixed, far end still from the data
+    pipe.process(first, want_colored=True)
+    assert pipe.display_range()[0] == 0.2 and pipe.display_range()[1] == pytest.approx(hi)
+
+
 def test_slot_keeps_latest_and_counts_drop():
     slot = LatestFrameSlot()
     assert slot.put("a") is False

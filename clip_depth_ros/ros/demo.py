@@ -3,7 +3,8 @@
 A procedurally rendered room (known intrinsics, exact depth) is published as image +
 camera_info into a live ROS 2 graph; the depth node runs as its own process exactly as
 ``ros2 run`` would start it; a recorder collects depth and points and writes, into the output
-folder, preview.png (image | predicted depth | true depth), cloud.ply and summary.json.
+folder, preview.png (image | predicted depth | true depth, with a colour bar in metres),
+cloud.ply and summary.json.
 
 DDS is confined to this machine (config/fastdds_shm.xml: shared memory only, no UDP socket;
 a private domain id) for both processes; a robot's own DDS settings are never touched outside this demo.
@@ -70,10 +71,11 @@ def write_ply(path: Path, points_xyz: np.ndarray, rgb: Optional[np.ndarray]) -> 
 
 def preview_strip(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
                   lo: float, hi: float) -> np.ndarray:
-    """Rows of image | predicted depth | true depth (BGR), depth on one shared colour scale."""
+    """Rows of image | predicted depth | true depth (BGR), depth on one shared colour scale
+    of lo..hi metres, shown by a colour bar on the right."""
     import cv2
 
-    from ..colorize import colorize_depth
+    from ..colorize import colorize_depth, with_colorbar
     rows = []
     for rgb, pred, truth in frames:
         tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colorize_depth(pred, lo, hi),
@@ -83,7 +85,7 @@ def preview_strip(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     for x, label in zip((10, rgb.shape[1] + 10, 2 * rgb.shape[1] + 10),
                         ("image", "predicted depth", "true depth")):
         cv2.putText(strip, label, (x, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
-    return strip
+    return with_colorbar(strip, lo, hi)
 
 
 def depth_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -116,14 +118,18 @@ def main(argv: Optional[list[str]] = None) -> int:
 def write_outputs(args: argparse.Namespace, out: Path, record: dict[str, Any]) -> int:
     """Preview strip, point cloud and summary from what the recorder collected."""
     import cv2
+
+    from ..colorize import robust_range
     pairs = record["pairs"]  # list of (rgb, predicted depth, true depth, latency_ms)
     if not pairs:
         print("no depth image came back from the node", file=sys.stderr)
         return 1
     picks = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(3, len(pairs))).astype(int)]
-    # one colour scale for prediction and truth: the scene's depth range (not the model's cap)
-    far = float(np.nanpercentile(np.concatenate([p[2].ravel() for p in picks]), 99)) * 1.15
-    strip = preview_strip([p[:3] for p in picks], 0.0, min(far, float(record["max_depth"])))
+    # one colour scale for prediction and truth: the robust range of the true depth (the
+    # node's depth/colored and predict take theirs from the data the same way)
+    lo, hi = (robust_range(np.concatenate([p[2].ravel() for p in picks]))
+              or (0.0, float(record["max_depth"])))
+    strip = preview_strip([p[:3] for p in picks], lo, hi)
     cv2.imwrite(str(out / "preview.png"), strip)
     n_points = 0
     if record["cloud"] is not None:
