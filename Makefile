@@ -12,7 +12,7 @@ JAZZY_PY := $(JAZZY_VENV)/bin/python
 JAZZY_STAMP := $(JAZZY_VENV)/.installed
 # the tests that start node processes and talk to them over a live graph
 LIVE_NODE_TESTS := test/test_node_live.py test/test_node_startup.py test/test_multi_camera.py \
-	test/test_node_tools.py
+	test/test_node_tools.py test/test_node_diagnostics.py
 # a ROS environment sourced (or left by the Kilted venv's wheel bootstrapper) would put another
 # distribution's rclpy and libraries ahead of Jazzy's
 JAZZY_ENV := env -u PYTHONPATH -u LD_LIBRARY_PATH -u AMENT_PREFIX_PATH -u _ROS_WHEELS_BOOTSTRAP_COMPLETE

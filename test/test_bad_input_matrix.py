@@ -222,14 +222,15 @@ def case_all_white(m) -> str:
 
 
 def case_zero_focal(m) -> str:
-    before = count(m, "rejected_bad_camera_info")
+    before = count(m, "camera_info_invalid")
     m["info"].publish(good_info(st(13), fx=0.0, fy=0.0))
     time.sleep(0.1)
     accept(m, image(st(13)))
     time.sleep(0.5)
     assert not outputs(m, "/matrix/points", st(13))
-    assert wait_count(m, "rejected_bad_camera_info", before + 1) == before + 1
-    return "depth, no points, rejected_bad_camera_info +1"
+    assert wait_count(m, "camera_info_invalid", before + 1) == before + 1
+    assert count(m, "rejected_bad_camera_info") == 0  # published: not a rejection
+    return "depth, no points, camera_info_invalid +1"
 
 
 def case_info_other_size(m) -> str:
@@ -353,7 +354,7 @@ CASES = [
     Case("yuv422 with odd width", "rejected_bad_image", case_odd_width_yuv),
     Case("rgb8 all black", "accepted, depth finite", case_all_black),
     Case("rgb8 all white", "accepted, depth finite", case_all_white),
-    Case("camera_info with zero focal", "depth, no points, rejected_bad_camera_info",
+    Case("camera_info with zero focal", "depth, no points, camera_info_invalid",
          case_zero_focal),
     Case("camera_info of another size (2x)", "depth + points, K scaled", case_info_other_size),
     Case("stamps going backwards", "accepted, stamps_backwards counted",
@@ -384,7 +385,7 @@ def test_after_all_cases_a_good_frame_is_answered_and_every_rejection_counted(m)
     accept(m, image(st(30)))
     assert m["probe"].wait_for(lambda: outputs(m, "/matrix/points", st(30)), 10)
     raw_kinds = {"rejected_bad_image": 7, "rejected_too_large": 1,
-                 "rejected_bad_camera_info": 1, "stamps_backwards": 1, "qos_incompatible": 2}
+                 "camera_info_invalid": 1, "stamps_backwards": 1, "qos_incompatible": 2}
     for key, at_least in raw_kinds.items():
         assert wait_count(m, key, at_least) >= at_least, (key, diag(m))
     assert wait_count(m, "rejected_bad_image", 3, "/jpeg/diagnostics") >= 3

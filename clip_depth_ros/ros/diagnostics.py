@@ -6,7 +6,9 @@ from typing import Any, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from ..health import NodeHealth
+from ..health import ERROR, OK, WARN, NodeHealth
+
+LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
 
 
 def _fmt(value: Any) -> str:
@@ -18,10 +20,11 @@ def _fmt(value: Any) -> str:
 def build_diagnostics(health: NodeHealth, node_name: str, stamp: Any,
                       now: Optional[float] = None) -> DiagnosticArray:
     """One DiagnosticStatus ``<node_name>: depth`` describing ``health`` over the last few
-    seconds (rates, latency, drops, rejections, backend and model), stamped ``stamp``."""
+    seconds (level and why, rates, latency, counters, lifecycle, topics, backend and model),
+    stamped ``stamp``."""
     values = health.snapshot(now)
-    warn, message = health.summary()
-    status = DiagnosticStatus(level=DiagnosticStatus.WARN if warn else DiagnosticStatus.OK,
+    level, message = health.summary(now)
+    status = DiagnosticStatus(level=LEVELS[level],
                               name=f"{node_name}: depth", message=message,
                               hardware_id=str(values.get("device", "")),
                               values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])

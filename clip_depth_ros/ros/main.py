@@ -16,9 +16,11 @@ usage: depth_node [-h] [--ros-args [--params-file FILE] [-p NAME:=VALUE] [-r FRO
 
 Monocular metric depth from one RGB camera (a ROS 2 lifecycle node, clip_depth_node).
 Subscribes: image (sensor_msgs/Image; image/compressed with input_transport: compressed),
-            camera_info.
+            camera_info (next to a remapped image unless camera_info is remapped too),
+            sparse_depth.
 Publishes:  depth (32FC1, metres), depth/camera_info, points (PointCloud2), depth/colored,
-            /diagnostics.
+            depth/confidence, /diagnostics (from start-up).  The log's first lines name
+            every topic, resolved.
 With autostart (the default) it configures and activates itself; run it with the DDS
 settings of the graph it joins (ROS_DOMAIN_ID, RMW_IMPLEMENTATION, FASTDDS_* variables).
 

@@ -1,8 +1,10 @@
 """The depth node: a lifecycle node that adapts ROS topics to :class:`DepthPipeline`.
 
-configure: load the model/engine.  activate: create topics.  deactivate: remove them.
-cleanup: free the model.  Subscription callbacks only queue the latest frame; a worker thread
-converts, infers and publishes.  Bad input is counted, logged (throttled) and skipped.
+configure: load the model/engine.  activate: create topics (logged in one line, resolved).
+deactivate: remove them.  cleanup: free the model.  /diagnostics runs from start-up in every
+state (clip_depth_ros/health.py decides its level).  Subscription callbacks only queue the
+latest frame; a worker thread converts, infers and publishes.  Bad input is counted, logged
+(throttled) and skipped.
 """
 from __future__ import annotations
 
@@ -13,9 +15,8 @@ from typing import Any, Optional
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import create_backend
@@ -29,7 +30,8 @@ from .conversions import (ConversionError, RosMessageKit, camera_info_to_intrins
                           compressed_to_rgb8, image_to_rgb8)
 from .diagnostics import build_diagnostics
 from ..stamps import stamp_ns
-from .params import PARAMS, PARAMS_BY_NAME, check_value
+from .params import PARAMS, PARAMS_BY_NAME, backend_options, check_together, check_value
+from .topics import input_topics, io_qos, topics_line, watched_publisher
 
 THROTTLE_S = 5.0
 _PIPELINE_PARAMS = ("point_stride", "max_range_m", "colormap", "display_min_m", "display_max_m")
@@ -54,9 +56,11 @@ class DepthNode(LifecycleNode):
                 reason = str(exc)
             if reason:
                 self.bad_overrides[spec.name] = reason
-                self.get_logger().error(
-                    f"parameter {spec.name}: bad value given ({reason}); the node stays "
-                    f"unconfigured until it is set to a valid value")
+        self.bad_overrides.update({" and ".join(names): reason for names, reason
+                                   in check_together(self.p).items()})
+        for name, reason in sorted(self.bad_overrides.items()):
+            self.get_logger().error(f"parameter {name}: bad value given ({reason}); the node "
+                                    "stays unconfigured until it is set to a valid value")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._configured = False
         self._backend = None
@@ -68,10 +72,15 @@ class DepthNode(LifecycleNode):
         self._io_lock = threading.Lock()
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
-        self._diag_timer = None
         self._infos = CameraInfoPairing(self.p("camera_info_tolerance_s"),
                                         self.p("use_latest_camera_info"), maxlen=64)
-        self.health = NodeHealth()  # what /diagnostics reports
+        self.health = NodeHealth(input_timeout_s=self.p("input_timeout_s"))  # /diagnostics
+        if self.bad_overrides:
+            self.health.last_error = self._bad_parameters_text()
+        # /diagnostics from start-up, in every lifecycle state (unconfigured is an ERROR there)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.p("diagnostics_period_s"),
+                                             self._publish_diagnostics)
 
     # ----------------------------------------------------------------- parameters
     def p(self, name: str) -> Any:
@@ -90,13 +99,27 @@ class DepthNode(LifecycleNode):
             reason = check_value(spec, param.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-        names = {p.name for p in params}
+        given = {p.name: p.value for p in params}
+        together = check_together(lambda n: given[n] if n in given else self.p(n))
+        for involved, reason in together.items():
+            if set(involved) & set(given):
+                return SetParametersResult(successful=False, reason=reason)
+        names = set(given)
         for name in names:
             self.bad_overrides.pop(name, None)  # a valid value replaced a bad override
+        for key in [k for k in self.bad_overrides if " and " in k and not together]:
+            self.bad_overrides.pop(key)  # the values go together now
+        if not self._configured and "bad parameters" in self.health.last_error:
+            self.health.last_error = self._bad_parameters_text() if self.bad_overrides else ""
+        if "input_timeout_s" in given:
+            self.health.input_timeout_s = given["input_timeout_s"]
+        if "diagnostics_period_s" in given:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = self.create_timer(given["diagnostics_period_s"],
+                                                 self._publish_diagnostics)
         if self._pipeline is not None:
             self._apply_pipeline_settings({p.name: p.value for p in params})
         if self._trust is not None and names & set(TRUST_PARAMS + ("sparse_depth_tolerance_s",)):
-            given = {p.name: p.value for p in params}
             value = lambda n: given[n] if n in given else self.p(n)  # noqa: E731
             self._trust.update(trust_settings(value), value("sparse_depth_tolerance_s"))
         if names & {"qos_input_depth", "qos_output_depth"} and self._pubs:
@@ -126,9 +149,9 @@ class DepthNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the model (or engine) and start the worker thread."""
         if self.bad_overrides:
-            listing = "; ".join(f"{k}: {v}" for k, v in sorted(self.bad_overrides.items()))
-            self.health.last_error = f"configure refused: bad parameters ({listing})"
-            self.get_logger().error(f"not configuring: fix the bad parameters first ({listing})")
+            self.health.last_error = f"configure refused: {self._bad_parameters_text()}"
+            self.get_logger().error(f"not configuring: fix the bad parameters first "
+                                    f"({self._bad_parameters_text()})")
             return TransitionCallbackReturn.FAILURE
         try:
             self._backend = self._load_backend()
@@ -149,33 +172,18 @@ class DepthNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
         self._worker.start()
         self._configured = True
+        self.health.last_error = ""
+        self.health.set_lifecycle("inactive")
         return TransitionCallbackReturn.SUCCESS
 
-    def _backend_options(self) -> dict[str, Any]:
-        """create_backend keyword arguments from the parameters (only those it takes)."""
-        backend = self.p("backend")
-        kwargs: dict[str, Any] = dict(
-            model=self.p("model"), weights=self.p("weights") or None,
-            backbone_weights=self.p("backbone_weights") or None, device=self.p("device"),
-            precision=self.p("precision"))
-        if backend in ("torch", "onnxruntime"):
-            kwargs["threads"] = self.p("threads")
-        if backend == "torch":
-            kwargs.update(fast_path=self.p("torch_fast_path"), cuda_graphs=self.p("cuda_graphs"),
-                          compile=self.p("torch_compile"))
-        if backend in ("onnxruntime", "tensorrt"):
-            kwargs.update(onnx_path=self.p("onnx_path") or None,
-                          cache_dir=self.p("engine_cache_dir"))
-        if backend == "onnxruntime":
-            kwargs["providers"] = self.p("ort_providers")
-        if backend == "tensorrt":
-            kwargs["calibration_images_dir"] = self.p("calibration_images_dir") or None
-        return kwargs
+    def _bad_parameters_text(self) -> str:
+        return "bad parameters (" + "; ".join(
+            f"{k}: {v}" for k, v in sorted(self.bad_overrides.items())) + ")"
 
     def _load_backend(self) -> Any:
         """The backend, checked against torch when exported (deployment_check) and run once
         so that any compilation, graph capture or engine build happens before frame one."""
-        kwargs = self._backend_options()
+        kwargs = backend_options(self.p)
         backend = create_backend(self.p("backend"), **kwargs)
         try:
             if self.p("backend") != "torch" and self.p("deployment_check"):
@@ -199,18 +207,17 @@ class DepthNode(LifecycleNode):
         self.get_logger().info(f"deployment check against torch passed: {report}")
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Create subscriptions, publishers and the diagnostics timer."""
+        """Create subscriptions and publishers; log every topic, resolved, in one line."""
         self._create_io()
-        self._diag_timer = self.create_timer(self.p("diagnostics_period_s"),
-                                             self._publish_diagnostics)
+        self.get_logger().info(topics_line(self, self._inputs, self.p("input_transport"),
+                                           OUTPUT_TOPICS.values()))
+        self.health.set_lifecycle("active")
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Remove topics; the model stays loaded."""
         self._destroy_io()
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = None
+        self.health.set_lifecycle("inactive")
         return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -222,6 +229,8 @@ class DepthNode(LifecycleNode):
         """Free everything on the way out."""
         self._destroy_io()
         self._release()
+        self.health.set_lifecycle("finalized")
+        self.health.last_error = "shut down"
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
@@ -235,47 +244,32 @@ class DepthNode(LifecycleNode):
         self._backend = self._pipeline = None
         self.health.backend = {}
         self._configured = False
+        self.health.set_lifecycle("unconfigured")
 
     # ----------------------------------------------------------------- topics
     def _create_io(self) -> None:
-        in_qos = QoSProfile(depth=self.p("qos_input_depth"), history=HistoryPolicy.KEEP_LAST,
-                            reliability=ReliabilityPolicy.BEST_EFFORT)
-        reliability = (ReliabilityPolicy.RELIABLE if self.p("output_reliability") == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
-        out_qos = QoSProfile(depth=self.p("qos_output_depth"), history=HistoryPolicy.KEEP_LAST,
-                             reliability=reliability)
-
-        def publisher(msg_type: type, topic: str, qos: Any) -> Any:
-            # A subscriber asking for more than we offer (transient_local, a deadline, ...)
-            # gets nothing: say so once per THROTTLE_S, count it, keep serving the others.
-            def incompatible(event: Any) -> None:
-                self.health.count("qos_incompatible", event.total_count_change)
-                self.get_logger().warning(
-                    f"a subscriber of {self.resolve_topic_name(topic)} requests an "
-                    "incompatible QoS "
-                    f"({qos_policy_name_from_kind(event.last_policy_kind)}); it receives "
-                    "nothing (`ros2 topic info -v` shows both sides)",
-                    throttle_duration_sec=THROTTLE_S)
-            return self.create_publisher(msg_type, topic, qos, event_callbacks=(
-                PublisherEventCallbacks(incompatible_qos=incompatible)))
+        in_qos, out_qos = io_qos(self.p)
+        transport = self.p("input_transport")
+        self._inputs = inputs = input_topics(self, transport, self.p("camera_info_follows_image"))
+        self.health.input_topic = self.resolve_topic_name(inputs.image)
+        self.health.camera_info_topic = self.resolve_topic_name(inputs.camera_info)
+        types = {"depth": Image, "info": CameraInfo, "points": PointCloud2, "colored": Image,
+                 "confidence": Image}
         with self._io_lock:
-            types = {"depth": Image, "info": CameraInfo, "points": PointCloud2,
-                     "colored": Image, "confidence": Image}
-            self._pubs = {key: publisher(types[key], topic, out_qos)
+            self._pubs = {key: watched_publisher(self, self.health, types[key], topic, out_qos,
+                                                 THROTTLE_S)
                           for key, topic in OUTPUT_TOPICS.items()}
-            self._pubs["diag"] = publisher(DiagnosticArray, "/diagnostics", 10)
             self._last_stamp_ns: Optional[int] = None  # restarts with every (re)activation
             # frames DDS lost before our callback (best effort) are counted too
             lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
-            if self.p("input_transport") == "compressed":
-                image_sub = self.create_subscription(CompressedImage, "image/compressed",
-                                                     self._on_image, in_qos, event_callbacks=lost)
-            else:
-                image_sub = self.create_subscription(Image, "image", self._on_image, in_qos,
-                                                     event_callbacks=lost)
-            self._subs = [image_sub, self.create_subscription(
-                CameraInfo, "camera_info", self._on_camera_info, in_qos),
-                self.create_subscription(Image, "sparse_depth", self._on_sparse_depth, in_qos)]
+            image_type = CompressedImage if transport == "compressed" else Image
+            self._subs = [
+                self.create_subscription(image_type, inputs.image, self._on_image, in_qos,
+                                         event_callbacks=lost),
+                self.create_subscription(CameraInfo, inputs.camera_info, self._on_camera_info,
+                                         in_qos),
+                self.create_subscription(Image, inputs.sparse_depth, self._on_sparse_depth,
+                                         in_qos)]
 
     def _destroy_io(self) -> None:
         with self._io_lock:
@@ -331,17 +325,22 @@ class DepthNode(LifecycleNode):
 
     def _camera_intrinsics(self, header: Any):
         info = self._match_camera_info(header.stamp)
+        topic = self.health.camera_info_topic
         if info is None:
             self.health.set_camera_info("missing")
             self.get_logger().warning(
-                "no camera_info received (or none matching): publishing depth only, no "
-                "points, no camera-aware scale", throttle_duration_sec=THROTTLE_S * 6)
+                f"no camera_info received on {topic} (or none matching the image stamp): "
+                "publishing depth only, no points, no camera-aware scale (remap camera_info "
+                "to the camera's)", throttle_duration_sec=THROTTLE_S * 6)
             return None, None
         intrinsics = camera_info_to_intrinsics(info)
-        if intrinsics is None:
+        if intrinsics is None:  # the frame is still published: not a rejection
             self.health.set_camera_info("invalid")
-            self._reject("bad_camera_info", "camera_info has a zero/invalid focal length or "
-                         "size; publishing depth only")
+            self.health.count("camera_info_invalid")
+            self.get_logger().warning(
+                f"camera_info on {topic} has a zero/invalid focal length or size: this frame "
+                "gets depth only (no points, no camera-aware scale)",
+                throttle_duration_sec=THROTTLE_S)
             return None, None
         self.health.set_camera_info("ok")
         return info, intrinsics
@@ -390,9 +389,5 @@ class DepthNode(LifecycleNode):
         self.health.frame_published((time.monotonic() - t_received) * 1e3)
 
     def _publish_diagnostics(self) -> None:
-        with self._io_lock:
-            pub = self._pubs.get("diag")
-            if pub is None:
-                return
-            pub.publish(build_diagnostics(self.health, self.get_fully_qualified_name(),
-                                          self.get_clock().now().to_msg()))
+        self._diag_pub.publish(build_diagnostics(self.health, self.get_fully_qualified_name(),
+                                                 self.get_clock().now().to_msg()))

@@ -6,7 +6,7 @@ config/depth.yaml lists the same parameters with the same defaults (a test check
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
@@ -99,6 +99,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               "stamp is within this many seconds.", runtime=True, range=(0.0, 10.0, 0.0)),
     ParamSpec("use_latest_camera_info", True, "Without a camera_info of matching stamp, use "
               "the latest one received.", runtime=True),
+    ParamSpec("camera_info_follows_image", True, "When `image` is remapped and `camera_info` "
+              "is not, listen for camera_info next to the image (<image namespace>/camera_info, "
+              "image_transport's rule and clip-depth bag's auto); false = `camera_info` "
+              "relative to the node. The startup log names the topic used."),
     ParamSpec("point_stride", 1, "Point cloud decimation: keep every Nth row and column "
               "(1 = organized cloud of the full image).", runtime=True, range=(1, 64, 1)),
     ParamSpec("max_range_m", 0.0, "Points farther than this are NaN; 0 = no limit.",
@@ -106,9 +110,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("points_rgb", True, "Publish xyzrgb points (else xyz only).", runtime=True),
     ParamSpec("colormap", "turbo", "Colormap of depth/colored.", runtime=True,
               choices=("turbo", "jet", "viridis", "inferno", "magma", "plasma", "gray")),
-    ParamSpec("display_min_m", 0.0, "Near end of the colormap; min=max=0 uses the model's "
-              "depth range.", runtime=True, range=(0.0, 1000.0, 0.0)),
-    ParamSpec("display_max_m", 0.0, "Far end of the colormap.", runtime=True,
+    ParamSpec("display_min_m", 0.0, "Near end of the colormap of depth/colored in metres; 0 = "
+              "from the data (2nd percentile of the depth, smoothed over frames). Must be below "
+              "display_max_m when both are set.", runtime=True, range=(0.0, 1000.0, 0.0)),
+    ParamSpec("display_max_m", 0.0, "Far end of the colormap of depth/colored in metres; 0 = "
+              "from the data (98th percentile, smoothed over frames).", runtime=True,
               range=(0.0, 1000.0, 0.0)),
     ParamSpec("qos_input_depth", 1, "History depth of the image/camera_info subscriptions "
               "(best effort).", runtime=True, range=(1, 100, 1)),
@@ -116,7 +122,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               range=(1, 100, 1)),
     ParamSpec("output_reliability", "reliable", "Reliability of the outputs (reliable "
               "connects with RViz's defaults).", choices=("reliable", "best_effort")),
-    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics.", range=(0.1, 60.0, 0.0)),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of /diagnostics (published from start-up, "
+              "also while unconfigured).", runtime=True, range=(0.1, 60.0, 0.0)),
+    ParamSpec("input_timeout_s", 3.0, "/diagnostics is OK only while depth was published "
+              "within this many seconds; with no image for that long it warns (naming the "
+              "topic), and it reports an error when every frame in that time failed.",
+              runtime=True, range=(0.1, 3600.0, 0.0)),
     ParamSpec("scale_anchor", "none", "Where the metric scale comes from: none (the model's "
               "own), ground_plane (the floor found in the predicted cloud and camera_height_m "
               "above it), sparse_depth (a robust fit to the sparse_depth topic's measurements). "
@@ -158,6 +169,40 @@ def check_value(spec: ParamSpec, value: Any) -> Optional[str]:
         if not lo <= value <= hi:
             return f"{spec.name} must be within [{lo}, {hi}], not {value}"
     return None
+
+
+def check_together(value: Callable[[str], Any]) -> dict[tuple[str, ...], str]:
+    """Why values that are each valid do not go together, keyed by the parameters involved
+    (``value(name)`` reads one): display_min_m must be below display_max_m when both are set."""
+    lo, hi = value("display_min_m"), value("display_max_m")
+    if lo and hi and lo >= hi:
+        return {("display_min_m", "display_max_m"): (
+            f"display_min_m ({lo:g} m) must be below display_max_m ({hi:g} m); set either to "
+            "0 to take that end from the data")}
+    return {}
+
+
+def backend_options(value: Callable[[str], Any]) -> dict[str, Any]:
+    """create_backend keyword arguments from the parameters (only those the chosen backend
+    takes); ``value(name)`` reads one."""
+    backend = value("backend")
+    kwargs: dict[str, Any] = dict(
+        model=value("model"), weights=value("weights") or None,
+        backbone_weights=value("backbone_weights") or None, device=value("device"),
+        precision=value("precision"))
+    if backend in ("torch", "onnxruntime"):
+        kwargs["threads"] = value("threads")
+    if backend == "torch":
+        kwargs.update(fast_path=value("torch_fast_path"), cuda_graphs=value("cuda_graphs"),
+                      compile=value("torch_compile"))
+    if backend in ("onnxruntime", "tensorrt"):
+        kwargs.update(onnx_path=value("onnx_path") or None,
+                      cache_dir=value("engine_cache_dir"))
+    if backend == "onnxruntime":
+        kwargs["providers"] = value("ort_providers")
+    if backend == "tensorrt":
+        kwargs["calibration_images_dir"] = value("calibration_images_dir") or None
+    return kwargs
 
 
 YAML_HEADER = """\
