@@ -20,6 +20,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa:
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
+from clip_depth_ros.colorize import colorize_depth, robust_range  # noqa: E402
 from clip_depth_ros.confidence import flying_pixels  # noqa: E402
 from clip_depth_ros.geometry import project_points  # noqa: E402
 from clip_depth_ros.ros.conversions import (camera_info_to_intrinsics, image_to_numpy,  # noqa: E402
@@ -97,6 +98,10 @@ def test_every_output_carries_the_input_header_and_contract(graph):
     depth_m = image_to_numpy(depth)
     assert depth_m.dtype == np.float32 and np.isfinite(depth_m).all()
     assert depth_m.min() >= 1e-3 and depth_m.max() <= 10.0
+    # depth/colored spans the depth's own robust range by default (the node's first frame:
+    # nothing to smooth with yet), not the model's 0.001-10 m
+    lo, hi = robust_range(depth_m)
+    np.testing.assert_array_equal(image_to_numpy(colored), colorize_depth(depth_m, lo, hi))
     assert (cloud.height, cloud.width, cloud.is_dense) == (H, W, False)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
 
