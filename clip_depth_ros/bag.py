@@ -27,17 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
+
 from .atomic_io import staged_folder
 from .backends.base import DepthBackend
 from .bag_messages import OUTPUT_TYPES, BagMessages
-from .bag_reader import (CAMERA_INFO, IMAGE_TYPES, BagError, bag_folder, check_topic,
+from .bag_reader import (CAMERA_INFO, IMAGE, IMAGE_TYPES, BagError, bag_folder, check_topic,
                          decode_image, iter_bag_messages, rosbags_api)
 from .camera_sync import CameraInfoPairing, image_namespace
 from .camera_sync import camera_info_topic as camera_info_next_to
 from .frame import frame_messages
-from .image_codec import ConversionError, camera_info_to_intrinsics
+from .image_codec import ConversionError, camera_info_to_intrinsics, sparse_depth_to_metres
 from .pipeline import DepthPipeline, PipelineSettings
 from .stamps import stamp_ns
+from .trust import PointTrust, ScaleAnchor, TrustSettings
 
 __all__ = ["BagJob", "BagReport", "convert", "image_namespace", "output_topics", "prepare"]
 
@@ -85,6 +88,7 @@ class BagReport:
     skipped: Counter = field(default_factory=Counter)
     first_problem: str = ""
     interrupted: bool = False
+    anchor: dict[str, Any] = field(default_factory=dict)  # the scale anchor's last status
 
 
 def _storage_of(reader: Any) -> str:
@@ -201,17 +205,48 @@ def _copy_connections(writer: Any, reader: Any, typestore: Any) -> dict[int, Any
     return by_id
 
 
+def _load_sparse(source: Any, topic: Optional[str], tolerance_s: float) -> CameraInfoPairing:
+    """The bag's sparse_depth messages, paired by stamp like the node (never a stale one)."""
+    pairing = CameraInfoPairing(tolerance_s, use_latest=False)
+    if topic:
+        for msg, received_ns in iter_bag_messages(source, topic, (IMAGE,)):
+            pairing.add(msg, stamp_ns(msg.header.stamp), received_ns)
+    return pairing
+
+
+def _sparse_for(pairing: CameraInfoPairing, stamp: Any) -> tuple[Optional[np.ndarray], str]:
+    """(metres, '') of the paired sparse_depth, or (None, why) as the node says it."""
+    if not len(pairing):
+        return None, "no_sparse_depth"
+    msg = pairing.match(stamp_ns(stamp))
+    if msg is None:
+        return None, "sparse_depth_unpaired"
+    try:
+        return sparse_depth_to_metres(msg), ""
+    except ConversionError:
+        return None, "bad_sparse_depth"
+
+
 def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb: bool = True,
             stride: int = 1, tolerance_s: float = 0.01, use_latest_camera_info: bool = True,
-            progress: bool = True, stop: Callable[[], bool] = lambda: False) -> BagReport:
+            progress: bool = True, stop: Callable[[], bool] = lambda: False,
+            trust: Optional[TrustSettings] = None, sparse_topic: Optional[str] = None
+            ) -> BagReport:
     """Run ``backend`` on every frame of ``job`` and write the new bag (the input records
     copied along when ``job.copy_input``); bad frames are skipped and counted in the report.
     ``stop()`` true ends the conversion early with a finished bag of what was done (nothing
-    when no frame was converted yet)."""
+    when no frame was converted yet).  ``trust``: the node's post-model steps (scale anchor
+    with its temporal filter on the image stamps, edge filter) with ``sparse_topic`` as the
+    node's sparse_depth input."""
     reader_cls, writer_cls, typestore = rosbags_api()
     from rosbags.rosbag2 import StoragePlugin
     from tqdm import tqdm
-    pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))))
+    trust = trust or TrustSettings()
+    anchor = ScaleAnchor(trust)
+    pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))),
+                             steps=[anchor, PointTrust(trust)])
+    sparse = _load_sparse(job.source, sparse_topic, tolerance_s) \
+        if trust.scale_anchor == "sparse_depth" else None
     build = BagMessages(typestore)
     report = BagReport()
     plugin = StoragePlugin.MCAP if job.storage == "mcap" else StoragePlugin.SQLITE3
@@ -249,8 +284,12 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb
                     continue
                 info = infos.match(stamp_ns(msg.header.stamp), received_ns)
                 intrinsics = camera_info_to_intrinsics(info) if info is not None else None
+                depth_in, problem = _sparse_for(sparse, msg.header.stamp) if sparse is not None \
+                    else (None, "")
                 result = pipeline.process(rgb, intrinsics, want_points=points,
-                                          want_rgb=points_rgb)
+                                          want_rgb=points_rgb,
+                                          stamp_s=stamp_ns(msg.header.stamp) * 1e-9,
+                                          sparse_depth_m=depth_in, sparse_problem=problem)
                 for key, message in frame_messages(result, msg.header, info, build).items():
                     if key in out:
                         writer.write(out[key], received_ns,
@@ -258,6 +297,7 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb
                         setattr(report, _REPORTED[key], getattr(report, _REPORTED[key]) + 1)
             if report.interrupted and report.depth == 0:
                 raise _NothingConverted
+        report.anchor = anchor.diagnostics()
     except _NothingConverted:
         pass
     return report

@@ -105,6 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="storage of the output (default: the input's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .trust import add_trust_arguments
+    add_trust_arguments(parser, "the metric measurements on --sparse-depth-topic")
+    parser.add_argument("--sparse-depth-topic", default=None,
+                        help="sparse_depth input for --scale-anchor sparse_depth: an Image "
+                             "topic (32FC1 m or 16UC1 mm, NaN/0 = none), paired by stamp")
+    parser.add_argument("--scale-time-constant-s", type=float, default=1.0,
+                        help="temporal scale filter over the image stamps, as the node's "
+                             "scale_time_constant_s (default: %(default)s; 0 = off)")
 
 
 def camera_note(job: BagJob, config: Any, points: bool) -> Optional[str]:
@@ -120,6 +128,24 @@ def camera_note(job: BagJob, config: Any, points: bool) -> Optional[str]:
                  f"assumes its canonical camera (f = {ratio:.2f} x the image width), so depth "
                  "is metric only for that lens (--camera-info-topic names the real one)")
     return line
+
+
+def bag_trust(args: argparse.Namespace) -> Any:
+    """The node's trust settings from the bag options (BagError on a mistake)."""
+    import dataclasses
+
+    from .errors import ConfigError
+    from .trust import trust_settings_from_args
+    try:
+        trust = dataclasses.replace(trust_settings_from_args(args),
+                                    scale_time_constant_s=args.scale_time_constant_s)
+    except ConfigError as exc:
+        raise BagError(str(exc)) from None
+    if trust.scale_anchor == "sparse_depth" and not args.sparse_depth_topic:
+        raise BagError("--scale-anchor sparse_depth needs --sparse-depth-topic")
+    if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:
+        raise BagError("--scale-anchor ground_plane needs --camera-height-m")
+    return trust
 
 
 def run(args: argparse.Namespace,
@@ -148,11 +174,13 @@ def run(args: argparse.Namespace,
         note = camera_note(job, backend.config, args.points)
         if note:
             print(f"clip-depth bag: {note}", file=sys.stderr)
+        trust = bag_trust(args)
         with interrupt_flag() as stop:
             report = convert(job, backend, points=args.points, points_rgb=args.points_rgb,
                              stride=args.stride, tolerance_s=args.camera_info_tolerance,
                              use_latest_camera_info=args.use_latest_camera_info,
-                             progress=not args.no_progress, stop=stop)
+                             progress=not args.no_progress, stop=stop, trust=trust,
+                             sparse_topic=args.sparse_depth_topic)
     except BagError as exc:
         print(f"clip-depth bag: error: {exc}", file=sys.stderr)
         return 2
@@ -175,4 +203,10 @@ def run(args: argparse.Namespace,
           f"{report.depth} depth, {report.camera_info} camera_info, {report.points} points"
           + (f", {report.copied} input records copied" if job.copy_input else "")
           + (f"; skipped {skipped} ({report.first_problem})" if skipped else ""))
+    anchor = report.anchor
+    if anchor.get("scale_anchor", "none") != "none":
+        fallbacks = ", ".join(f"{k[len('anchor_fallback_'):]} {v}" for k, v in anchor.items()
+                              if k.startswith("anchor_fallback_"))
+        print(f"scale anchor {anchor['scale_anchor']}: last scale {anchor['scale']:.3f} from "
+              f"{anchor['scale_source']}" + (f"; fallbacks: {fallbacks}" if fallbacks else ""))
     return 0

@@ -1,0 +1,46 @@
+"""clip-depth bag with the node's trust options: a sparse_depth topic anchors the metres."""
+from __future__ import annotations
+
+import numpy as np
+
+from clip_depth_ros.image_codec import image_to_numpy
+from test_bag import H, IMAGE_TOPIC, MODEL_ARGS, TS, W, T, header, read_bag, run_bag, write_bag
+
+SPARSE_TOPIC = "/cam/sparse_depth"
+
+
+def _sparse_msg(sec: int, metres: float):
+    sparse = np.full((H // 2, W // 2), np.nan, np.float32)  # another resolution, same aspect
+    sparse[::3, ::3] = metres
+    return T["sensor_msgs/msg/Image"](header=header(sec), height=H // 2, width=W // 2,
+                                      encoding="32FC1", is_bigendian=0, step=W // 2 * 4,
+                                      data=sparse.reshape(-1).view(np.uint8))
+
+
+def test_sparse_depth_topic_anchors_the_frame_of_its_stamp(tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    # one measurement, stamped like the second frame: that frame is anchored, the others
+    # fall back (first: nothing yet; third: the held last good scale), as in the node
+    write_bag(src, frames=3, extra=[(SPARSE_TOPIC, "sensor_msgs/msg/Image",
+                                     _sparse_msg(101, 2.5))])
+    assert run_bag(src, dst, "--image-topic", IMAGE_TOPIC, "--scale-anchor", "sparse_depth",
+                   "--sparse-depth-topic", SPARSE_TOPIC, "--no-copy-input") == 0
+    depths = [image_to_numpy(m) for _, m in read_bag(dst)["/cam/depth"]]
+    assert len(depths) == 3
+    for depth in depths[1:]:  # the measured pixels set the metres (then the scale holds)
+        assert abs(float(np.median(depth[::6, ::6])) / 2.5 - 1) < 0.1
+    assert abs(float(np.median(depths[0][::6, ::6])) / 2.5 - 1) > 0.1  # the model's own
+    out = capsys.readouterr().out
+    assert "scale anchor sparse_depth: last scale" in out and "sparse_depth_unpaired" in out
+
+
+def test_trust_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
+    src = tmp_path / "in"
+    write_bag(src, frames=1)
+    for extra in (["--scale-anchor", "sparse_depth"], ["--scale-anchor", "ground_plane"],
+                  ["--camera-height-m", "-2"]):
+        dst = tmp_path / f"out{len(extra)}{extra[-1]}"
+        assert run_bag(src, dst, "--image-topic", IMAGE_TOPIC, *extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error" in err[0] and not dst.exists()
+    assert TS is not None and MODEL_ARGS
