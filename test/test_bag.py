@@ -25,6 +25,7 @@ from clip_depth_ros.bag import image_namespace, output_topics  # noqa: E402
 from clip_depth_ros.bag_reader import BagError, bag_topic_count, iter_bag_images  # noqa: E402
 from clip_depth_ros.camera_sync import CameraInfoPairing  # noqa: E402
 from clip_depth_ros.cli import main as cli_main  # noqa: E402
+from clip_depth_ros.confidence import flying_pixels  # noqa: E402
 from clip_depth_ros.geometry import project_points  # noqa: E402
 from clip_depth_ros.image_codec import (camera_info_to_intrinsics, image_to_numpy,  # noqa: E402
                                         pointcloud2_to_array)
@@ -168,11 +169,16 @@ def check_points_reproject(depth_msg, info_msg_, cloud_msg, stride: int = 1) -> 
     assert (cloud_msg.height, cloud_msg.width) == depth_m[::stride, ::stride].shape
     assert not cloud_msg.is_dense
     xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], axis=-1)
-    u, v = project_points(xyz, intrinsics)
+    # the edge filter (on by default, as in the node) removes exactly the flying pixels
+    removed = ~np.isfinite(cloud["z"])
+    np.testing.assert_array_equal(removed, flying_pixels(depth_m)[::stride, ::stride])
+    assert removed.mean() < 0.9
+    u, v = project_points(xyz[~removed], intrinsics)
     grid_v, grid_u = np.mgrid[0:H:stride, 0:W:stride]
-    np.testing.assert_allclose(u, grid_u, atol=1e-3)
-    np.testing.assert_allclose(v, grid_v, atol=1e-3)
-    np.testing.assert_allclose(cloud["z"], depth_m[::stride, ::stride], rtol=1e-6)
+    np.testing.assert_allclose(u, grid_u[~removed], atol=1e-3)
+    np.testing.assert_allclose(v, grid_v[~removed], atol=1e-3)
+    np.testing.assert_allclose(cloud["z"][~removed], depth_m[::stride, ::stride][~removed],
+                               rtol=1e-6)
 
 
 def test_points_options_xyz_only_stride_and_no_points(tmp_path):
