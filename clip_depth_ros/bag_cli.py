@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional
 from .backends.base import DepthBackend
 from .bag import FORMATS, TOPIC_OPTIONS, BagJob, convert, output_topics, prepare
 from .bag_reader import BagError
-from .config import DEFAULT_WEIGHTS, model_or_default
+from .config import add_model_arguments, model_or_default
 
 
 @contextmanager
@@ -57,18 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-info-topic", default="auto",
                         help="CameraInfo topic; 'auto' = <image ns>/camera_info when the bag "
                              "has it, 'none' = depth only (default: %(default)s)")
-    parser.add_argument("--model", default=None,
-                        help="bundled model name (see `clip-depth models`) or a model config "
-                             "JSON (default: the config recorded with --weights, or "
-                             f"{DEFAULT_WEIGHTS}, the node's default)")
-    parser.add_argument("--weights", default=None,
-                        help="trained parts: a .safetensors file (+ .json sidecar) or the name "
-                             f"of bundled weights (default: {DEFAULT_WEIGHTS} when no --model)")
-    parser.add_argument("--backbone-weights", default=None,
-                        help="open_clip pretrained tag, local CLIP weights file, or 'random' "
-                             "(default: what the weights or the model config record)")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device: auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add_model_arguments(parser)
     outputs = parser.add_argument_group("outputs")
     for key, what in (("depth", "depth images"), ("info", "depth camera_info"),
                       ("points", "point clouds")):

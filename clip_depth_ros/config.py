@@ -335,3 +335,20 @@ def get_model_config(name_or_path: str) -> ModelConfig:
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read model config {path}: {exc}") from None
     return ModelConfig.from_dict(data)
+
+
+def add_model_arguments(parser: Any) -> None:
+    """--model, --weights, --backbone-weights and --device, as every tool names and defaults
+    them (the node's parameters of the same names)."""
+    parser.add_argument("--model", default=None,
+                        help="bundled model name (see `clip-depth models`) or a model config "
+                             "JSON; a bundled name with bundled weights uses them (default: "
+                             f"the config recorded with --weights, or {DEFAULT_WEIGHTS})")
+    parser.add_argument("--weights", default=None,
+                        help="trained parts: a .safetensors file (+ .json sidecar) or the name "
+                             f"of bundled weights (default: {DEFAULT_WEIGHTS} when no --model)")
+    parser.add_argument("--backbone-weights", default=None,
+                        help="open_clip pretrained tag, local CLIP weights file, or 'random' "
+                             "(default: what the weights or the model config record)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device: auto, cpu, cuda or cuda:N (default: %(default)s)")

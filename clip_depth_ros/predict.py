@@ -15,7 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
-from .config import DEFAULT_WEIGHTS, model_or_default
+from .config import DEFAULT_WEIGHTS, add_model_arguments, model_or_default
 from .errors import ConfigError, MissingDependencyError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -34,18 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output picture; its stem + .npy gets the depth in metres; an "
                              "existing folder gets <image stem>_depth.png inside (default: "
                              "%(default)s)")
-    parser.add_argument("--model", default=None,
-                        help="bundled model name (see `clip-depth models`) or a model config "
-                             "JSON; a bundled name with bundled weights uses them (default: "
-                             f"the config recorded with --weights, or {DEFAULT_WEIGHTS})")
-    parser.add_argument("--weights", default=None,
-                        help="trained parts: a .safetensors file (+ .json sidecar) or the name "
-                             f"of bundled weights (default: {DEFAULT_WEIGHTS} when no --model)")
-    parser.add_argument("--backbone-weights", default=None,
-                        help="open_clip pretrained tag, local CLIP weights file, or 'random' "
-                             "(default: what the weights or the model config record)")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device: auto, cpu, cuda or cuda:N (default: %(default)s)")
+    add_model_arguments(parser)
     camera = parser.add_mutually_exclusive_group()
     camera.add_argument("--focal-px", type=float, default=None,
                         help="camera-aware models: focal length in pixels at the image's "

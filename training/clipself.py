@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clip_depth_ros.backends.base import check_image, resize_to_input
+from clip_depth_ros.preprocessing import check_image, resize_to_input
 from clip_depth_ros.bag_reader import bag_topic_count, iter_bag_images
 from clip_depth_ros.config import ModelConfig, get_model_config
 from clip_depth_ros.model.backbone import ImageEncoder

@@ -13,7 +13,6 @@ log b into ``depth/confidence``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 from pathlib import Path

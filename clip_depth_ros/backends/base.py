@@ -18,8 +18,8 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from ..frame import FrameOutputs, FrameRequest, host_outputs
 from ..geometry import Intrinsics
-from ..preprocessing import (camera_inputs, check_image, normalize_nchw,  # noqa: F401
-                             preprocess, resize_back, resize_to_input)
+from ..preprocessing import (camera_inputs, check_image, preprocess,  # noqa: F401
+                             resize_back)
 
 DEFAULT_REQUEST = FrameRequest()
 

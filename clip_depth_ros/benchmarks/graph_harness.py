@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 import tempfile
 import threading
 import time

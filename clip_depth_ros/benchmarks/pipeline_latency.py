@@ -25,9 +25,8 @@ import math
 import os
 import platform
 import resource
-import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
