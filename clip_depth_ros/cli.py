@@ -100,7 +100,8 @@ def _add_lazy_commands(sub: Any, chosen: Optional[str]) -> None:
 
 def build_parser(argv: Optional[list[str]] = None) -> argparse.ArgumentParser:
     """The clip-depth argument parser for ``argv`` (the lazy subcommand it names is loaded)."""
-    parser = argparse.ArgumentParser(prog="clip-depth", description=__doc__.splitlines()[0])
+    from .errors import OneLineParser  # a user's mistake is one line, also for argparse's own
+    parser = OneLineParser(prog="clip-depth", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("models", help="list bundled model configs").set_defaults(func=_models)
     _add_lazy_commands(sub, _chosen_command(sys.argv[1:] if argv is None else argv))

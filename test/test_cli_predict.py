@@ -214,3 +214,15 @@ def test_help_describes_every_argument_with_defaults(capsys):
                    "--focal-px", "--camera-info", "--colormap"):
         assert option in text
     assert text.count("(default:") >= 8 and "demo-mirror" in text
+
+
+def test_argparse_mistakes_are_one_line_too(frame, capsys):
+    """An invalid choice or a bad number is argparse's own error: one line, exit 2."""
+    for args in (["predict", str(frame), "--scale-anchor", "imu"],
+                 ["predict", str(frame), "--focal-px", "abc"], ["bogus"]):
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error" in err[0] and "--help" in err[0]
+    assert _files(frame.parent) == {"frame.png"}

@@ -9,14 +9,12 @@ command leaves nothing behind.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
-from typing import Callable, NoReturn, Optional
+from typing import Callable, Optional
 
-from clip_depth_ros.errors import ClipDepthError
+from clip_depth_ros.errors import USER_ERROR, ClipDepthError, OneLineParser  # noqa: F401
 
-USER_ERROR = 2
 
 Main = Callable[[Optional[list[str]]], int]
 
@@ -39,12 +37,3 @@ def command_main(prog: str) -> Callable[[Main], Main]:
                 return report(prog, exc)
         return run
     return wrap
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse with the same one-line error form (usage stays in ``--help``)."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``<prog>: error: <message> (see --help)`` and exit with status 2."""
-        report(self.prog, f"{message} (see --help)")
-        sys.exit(USER_ERROR)
