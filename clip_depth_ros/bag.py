@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
 from .atomic_io import staged_folder
 from .backends.base import DepthBackend
 from .bag_messages import OUTPUT_TYPES, BagMessages
@@ -37,10 +35,10 @@ from .bag_reader import (CAMERA_INFO, IMAGE, IMAGE_TYPES, BagError, bag_folder, 
 from .camera_sync import CameraInfoPairing, image_namespace
 from .camera_sync import camera_info_topic as camera_info_next_to
 from .frame import frame_messages
-from .image_codec import ConversionError, camera_info_to_intrinsics, sparse_depth_to_metres
+from .image_codec import ConversionError, camera_info_to_intrinsics
 from .pipeline import DepthPipeline, PipelineSettings
 from .stamps import stamp_ns
-from .trust import PointTrust, ScaleAnchor, TrustSettings
+from .trust import PointTrust, ScaleAnchor, TrustSettings, paired_sparse_depth
 
 __all__ = ["BagJob", "BagReport", "convert", "image_namespace", "output_topics", "prepare"]
 
@@ -214,19 +212,6 @@ def _load_sparse(source: Any, topic: Optional[str], tolerance_s: float) -> Camer
     return pairing
 
 
-def _sparse_for(pairing: CameraInfoPairing, stamp: Any) -> tuple[Optional[np.ndarray], str]:
-    """(metres, '') of the paired sparse_depth, or (None, why) as the node says it."""
-    if not len(pairing):
-        return None, "no_sparse_depth"
-    msg = pairing.match(stamp_ns(stamp))
-    if msg is None:
-        return None, "sparse_depth_unpaired"
-    try:
-        return sparse_depth_to_metres(msg), ""
-    except ConversionError:
-        return None, "bad_sparse_depth"
-
-
 def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb: bool = True,
             stride: int = 1, tolerance_s: float = 0.01, use_latest_camera_info: bool = True,
             progress: bool = True, stop: Callable[[], bool] = lambda: False,
@@ -284,8 +269,8 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb
                     continue
                 info = infos.match(stamp_ns(msg.header.stamp), received_ns)
                 intrinsics = camera_info_to_intrinsics(info) if info is not None else None
-                depth_in, problem = _sparse_for(sparse, msg.header.stamp) if sparse is not None \
-                    else (None, "")
+                depth_in, problem = (None, "") if sparse is None else paired_sparse_depth(
+                    sparse, stamp_ns(msg.header.stamp), rgb.shape[:2])
                 result = pipeline.process(rgb, intrinsics, want_points=points,
                                           want_rgb=points_rgb,
                                           stamp_s=stamp_ns(msg.header.stamp) * 1e-9,

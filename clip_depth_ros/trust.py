@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from .confidence import trust_maps
 from .errors import ConfigError
 from .frame import FrameContext, FrameOutputs, multiply_xyz
 from .geometry import depth_to_points
+from .image_codec import ConversionError, sparse_depth_to_metres
 from .temporal import ScaleFilter
 
 
@@ -223,3 +224,28 @@ def trust_settings_from_args(args: Any) -> TrustSettings:
     return TrustSettings(scale_anchor=args.scale_anchor, camera_height_m=args.camera_height_m,
                          scale_time_constant_s=0.0, sparse_fit_shift=args.sparse_depth_shift,
                          min_confidence=args.min_confidence, edge_filter=args.edge_filter)
+
+
+SPARSE_ASPECT_TOLERANCE = 0.02  # relative: a sparse image must cover the image's field
+
+
+def paired_sparse_depth(pairing: Any, stamp_ns: int, image_shape: tuple[int, int]
+                        ) -> tuple[Optional[np.ndarray], str]:
+    """(metres, '') of the sparse_depth message ``pairing`` (a CameraInfoPairing of them)
+    pairs with an image stamp, or (None, why): no_sparse_depth (none received),
+    sparse_depth_unpaired, bad_sparse_depth (encoding), sparse_depth_aspect -- the reasons the
+    node, the bag command and diagnostics share."""
+    if not len(pairing):
+        return None, "no_sparse_depth"
+    msg = pairing.match(stamp_ns)
+    if msg is None:
+        return None, "sparse_depth_unpaired"
+    try:
+        metres = sparse_depth_to_metres(msg)
+    except ConversionError:
+        return None, "bad_sparse_depth"
+    height, width = image_shape
+    aspect = width / height
+    if abs(metres.shape[1] / metres.shape[0] - aspect) > SPARSE_ASPECT_TOLERANCE * aspect:
+        return None, "sparse_depth_aspect"
+    return metres, ""

@@ -9,15 +9,13 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..camera_sync import CameraInfoPairing
-from ..image_codec import ConversionError, sparse_depth_to_metres
 from ..stamps import stamp_ns
-from ..trust import PointTrust, ScaleAnchor, TrustSettings
+from ..trust import PointTrust, ScaleAnchor, TrustSettings, paired_sparse_depth
 
 TRUST_PARAMS = ("scale_anchor", "camera_height_m", "scale_time_constant_s",
                 "sparse_depth_fill", "sparse_depth_min_points", "sparse_depth_shift",
                 "min_confidence", "edge_filter")
 WARN_AFTER_FRAMES = 10  # consecutive failed anchor fits before the (throttled) warning
-ASPECT_TOLERANCE = 0.02
 
 
 def trust_settings(value: Callable[[str], Any]) -> TrustSettings:
@@ -66,20 +64,7 @@ class TrustIO:
         if self.anchor.settings.scale_anchor != "sparse_depth" and \
                 not self.anchor.settings.sparse_depth_fill:
             return None, ""
-        if self.sparse_received == 0:
-            return None, "no_sparse_depth"
-        msg = self.sparse.match(stamp_ns(stamp))
-        if msg is None:
-            return None, "sparse_depth_unpaired"
-        try:
-            metres = sparse_depth_to_metres(msg)
-        except ConversionError:
-            return None, "bad_sparse_depth"
-        height, width = image_shape
-        if abs(metres.shape[1] / metres.shape[0] - width / height) > \
-                ASPECT_TOLERANCE * width / height:
-            return None, "sparse_depth_aspect"
-        return metres, ""
+        return paired_sparse_depth(self.sparse, stamp_ns(stamp), image_shape)
 
     def count_rejection(self, reason: str) -> None:
         """Count a sparse_depth that could not be used, by reason."""
