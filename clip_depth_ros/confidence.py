@@ -3,9 +3,10 @@
 Confidence (32FC1 in [0, 1], 1 = most trusted, NaN where depth is invalid) is the product of
 two terms:
 
-- the model's own: from the bin distribution of bin heads (MoA, DepthCLIP: 1 - normalised
-  entropy) or a regression head's predicted uncertainty (Mirror with an uncertainty output:
-  exp(-b) for a Laplace scale b in log-depth), when the model provides one;
+- the model's own, when it has one, computed inside the network (``model.depth_model.
+  model_confidence``, part of every exported graph): 1 - normalised bin entropy for bin heads
+  (MoA, DepthCLIP), exp(-b / 0.1) for Mirror's predicted Laplace scale b of the log-depth
+  error;
 - a geometric one: depth discontinuities (where a monocular model smears foreground into
   background) get low confidence: exp(-|grad log depth| / GRADIENT_SCALE), the gradient taken
   over a pixel's 3x3 neighbourhood.
@@ -75,14 +76,6 @@ def _confidence(spread: np.ndarray, valid: np.ndarray, shape: tuple[int, int],
         conf *= np.clip(model_term, 0.0, 1.0)
     conf[~valid] = np.nan
     return conf
-
-
-def bin_confidence(probabilities: np.ndarray) -> np.ndarray:
-    """1 - normalised entropy of a (K, H, W) bin distribution (1: one bin, 0: uniform)."""
-    k = probabilities.shape[0]
-    p = np.clip(probabilities.astype(np.float32), 1e-8, 1.0)
-    entropy = -(p * np.log(p)).sum(axis=0)
-    return (1.0 - entropy / np.float32(np.log(k))).astype(np.float32)
 
 
 def depth_confidence(depth_m: np.ndarray, model_term: Optional[np.ndarray] = None) -> np.ndarray:
