@@ -9,7 +9,7 @@ preallocated device tensors (:class:`FrameRunner`); that fixed-shape sequence is
 per image size as a CUDA graph and replayed, so a frame costs one graph launch.  Points and
 the colorized depth are built on the device too, so the host only copies the final bytes.
 ``compile=True`` wraps ``infer`` in torch.compile; the first frame of a size compiles, so
-:meth:`TorchBackend.warm_up` runs one at configure time.
+the node runs one probe frame at configure time (before the first real frame).
 """
 from __future__ import annotations
 
@@ -207,13 +207,6 @@ class TorchBackend(HostFrameBackend):
                                         torch.from_numpy(image_width).to(self.device))
         return (depth[0, 0].float().cpu().numpy(),
                 None if confidence is None else confidence[0, 0].float().cpu().numpy())
-
-    def warm_up(self, width: int = 640, height: int = 480) -> float:
-        """Run one frame of this size (compiles / captures it before any real frame arrives);
-        returns the seconds it took."""
-        start = time.perf_counter()
-        self.infer_frame(np.zeros((height, width, 3), np.uint8))
-        return time.perf_counter() - start
 
     def infer_frame(self, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics] = None,
                     request: FrameRequest = DEFAULT_REQUEST) -> FrameOutputs:
