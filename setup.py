@@ -30,7 +30,7 @@ setup(
     install_requires=["setuptools", "numpy", "opencv-python-headless", "torch",
                       "open_clip_torch", "safetensors"],
     extras_require={"onnx": ["onnx", "onnxruntime"], "tensorrt": ["tensorrt"],
-                    "training": ["h5py", "tensorboard", "tqdm", "matplotlib", "peft"],
+                    "training": ["h5py", "tensorboard", "tqdm", "matplotlib", "peft", "scikit-image"],
                     "bags": ["rosbags"]},
     zip_safe=False,
     maintainer="clip_depth_ros developers",

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from clip_depth_ros.errors import ConfigError
+from clip_depth_ros.synthetic.worlds import WORLD_FAMILIES
 
-DATA_KINDS = ("synthetic-indoor", "synthetic-street", "nyu", "nyu-mat", "kitti", "folder")
+DATA_KINDS = ("synthetic-worlds", "synthetic-indoor", "synthetic-street", "nyu", "nyu-mat", "kitti", "folder")
 DATA_KIND_HELP = {
+    "synthetic-worlds": "varied rendered worlds: rooms, corridors, L-shapes, stairs, streets "
+                        "(hall: the held-out family), random lenses, lights and sensors",
     "synthetic-indoor": "procedurally rendered rooms (no files needed)",
     "synthetic-street": "procedurally rendered streets (no files needed)",
     "nyu": "NYU Depth v2 image/depth folders + a list file",
@@ -61,6 +64,9 @@ class DataConfig:
     zoom_pairs: Optional[list[float]] = _key(
         None, "synthetic: [lo, hi], each image also seen through a lens lo-hi times longer "
               "(for zoom_consistency)")
+    families: Optional[list[str]] = _key(
+        None, "synthetic-worlds: world families (null = every training family; 'hall' is the "
+              "held-out one)")
     seed: int = _key(0, "scene seed (validation scenes use their own stream)")
     flip: bool = _key(True, "random horizontal flip")
     rotate_deg: float = _key(0.0, "random rotation up to this many degrees (0 = off)")
@@ -236,6 +242,12 @@ def _check_ranges(cfg: TrainConfig) -> None:
                                       or not 0 < d.focal_range[0] <= d.focal_range[1]):
         raise ConfigError(f"data.focal_range must be [lo, hi] px with 0 < lo <= hi, not "
                           f"{d.focal_range}")
+    if d.families is not None:
+        if d.kind != "synthetic-worlds" or not d.families:
+            raise ConfigError("data.families chooses world families of data kind "
+                              "synthetic-worlds (a non-empty list)")
+        for family in d.families:
+            _one_of("data.families", family, WORLD_FAMILIES)
     if d.texture_scale_m is not None and d.texture_scale_m <= 0:
         raise ConfigError(f"data.texture_scale_m must be > 0 m or null, not {d.texture_scale_m}")
     zoom = d.zoom_pairs

@@ -25,6 +25,7 @@ class Material:
     contrast: float = 0.3  # 0 = flat colour, 1 = albedo swings from 0 to twice the colour
     seed: int = 0
     grid: float = 0.0  # dark cells in a light lattice (windows, tiles); weight like the others
+    photo: str = ""  # a photograph (photos.PHOTOS) tiled every ``scale`` m instead of patterns
 
 
 @dataclass
@@ -131,18 +132,41 @@ class Ground:
         return self.carriageway_half_width + self.parking_width
 
 
+@dataclass(frozen=True)
+class Lighting:
+    """Lights of a scene beyond the defaults, plus the camera's exposure and white balance.
+
+    ``sun``: direction towards a directional light (the sun outdoors, a window's light
+    indoors, which the room's walls do not block) or None; ``point``: the strength of the
+    room's point light; ``ambient``: light reaching every surface; with ``shadows`` objects
+    cast shadows from the directional and the point light.  ``exposure`` and
+    ``white_balance`` (per-channel gains) scale the shaded colour before it is quantised.
+    """
+
+    sun: tuple[float, float, float] | None = None
+    sun_strength: float = 0.6
+    point: float = 1.0
+    ambient: float = 0.3
+    shadows: bool = True
+    exposure: float = 1.0
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
 @dataclass
 class Scene:
     """Either a closed ``room`` (indoor) or an open ``ground`` (outdoor), plus objects.
 
     Rooms are lit by one point light (``light``; None: 0.3 m below the ceiling centre); open
-    scenes by the sun along ``ground.sun_direction`` plus sky ambient.
+    scenes by the sun along ``ground.sun_direction`` plus sky ambient.  ``lighting`` (None:
+    exactly that, no shadows) adds a directional light, cast shadows, exposure and white
+    balance.
     """
 
     room: Room | None = None
     objects: list[Box | Cylinder] = field(default_factory=list)
     light: np.ndarray | None = None
     ground: Ground | None = None
+    lighting: Lighting | None = None
 
     def __post_init__(self) -> None:
         if (self.room is None) == (self.ground is None):

@@ -178,8 +178,11 @@ def _surface_shading(scene: Scene, slot: int, p: np.ndarray) -> tuple[np.ndarray
                              p[:, 1].astype(np.float32))
 
 
-def _lighting(scene: Scene, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+def _lighting(scene: Scene, points: np.ndarray, normals: np.ndarray,
+              camera: np.ndarray) -> np.ndarray:
     """Per-point brightness factor (ambient + diffuse), float32 (N,)."""
+    if scene.lighting is not None:
+        return _lit(scene, points, normals, camera)
     if scene.room is None:
         sun = np.asarray(scene.ground.sun_direction, dtype=np.float32)
         sun /= np.linalg.norm(sun)
@@ -191,6 +194,64 @@ def _lighting(scene: Scene, points: np.ndarray, normals: np.ndarray) -> np.ndarr
     lambert = np.maximum(n_dot_l / np.maximum(dist, np.float32(1e-6)), 0)
     falloff = np.float32(1) / (np.float32(1) + (dist * np.float32(0.25)) ** 2)
     return np.float32(0.3) + lambert * falloff
+
+
+_SHADOW_OFFSET = np.float32(2e-3)  # shadow rays start this far off the surface (no self-hit)
+_SHADOW_RANGE = 40.0  # objects farther than this from the camera cast no shadows (streets)
+
+
+def _occluded(casters: list, points: np.ndarray, direction: np.ndarray,
+              max_t: np.ndarray | float) -> np.ndarray:
+    """Which points (3, N) have an object between them and a light ``direction`` away
+    ((3,) or (3, N), parameter 1 = the light for a point light, max_t), by the slab method on
+    each caster's bounding box (a cylinder shadows like its box: simple shadows)."""
+    blocked = np.zeros(points.shape[1], dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv = np.float32(1.0) / direction
+        for lo, hi in casters:
+            t_near = np.full(points.shape[1], -np.inf, dtype=np.float32)
+            t_far = np.full(points.shape[1], np.inf, dtype=np.float32)
+            for a in range(3):
+                inv_a = inv[a]
+                t1 = (np.float32(lo[a]) - points[a]) * inv_a
+                t2 = (np.float32(hi[a]) - points[a]) * inv_a
+                np.maximum(t_near, np.minimum(t1, t2), out=t_near)
+                np.minimum(t_far, np.maximum(t1, t2), out=t_far)
+            blocked |= (t_near <= t_far) & (t_far > 0) & (t_near < max_t)
+    return blocked
+
+
+def _lit(scene: Scene, points: np.ndarray, normals: np.ndarray,
+         camera: np.ndarray) -> np.ndarray:
+    """Brightness (N,) under ``scene.lighting``: ambient, the room's point light with distance
+    falloff, a directional light, each but the ambient blocked by objects' cast shadows."""
+    light = scene.lighting
+    brightness = np.full(points.shape[1], np.float32(light.ambient), dtype=np.float32)
+    lifted = points + normals * _SHADOW_OFFSET
+    casters = []
+    if light.shadows:
+        for obj in scene.objects:
+            lo, hi = obj.bounds()
+            if np.linalg.norm(np.clip(camera, lo, hi) - camera) <= _SHADOW_RANGE:
+                casters.append((lo, hi))
+    if light.sun is not None and light.sun_strength > 0:
+        sun = np.asarray(light.sun, dtype=np.float32)
+        sun /= np.linalg.norm(sun)
+        lambert = np.maximum(sun @ normals, 0)
+        lit = lambert > 0
+        if casters and lit.any():
+            lit[lit] = ~_occluded(casters, lifted[:, lit], sun, np.inf)
+        brightness += np.float32(light.sun_strength) * np.where(lit, lambert, 0)
+    if scene.room is not None and light.point > 0:
+        to_light = scene.light_position().astype(np.float32)[:, None] - points
+        dist = np.sqrt((to_light * to_light).sum(axis=0))
+        lambert = np.maximum((normals * to_light).sum(axis=0) / np.maximum(dist, 1e-6), 0)
+        lit = lambert > 0
+        if casters and lit.any():
+            lit[lit] = ~_occluded(casters, lifted[:, lit], to_light[:, lit], 1.0)
+        falloff = np.float32(1) / (np.float32(1) + (dist * np.float32(0.25)) ** 2)
+        brightness += np.float32(light.point) * np.where(lit, lambert * falloff, 0)
+    return brightness
 
 
 def _shade(scene: Scene, origin: np.ndarray, dirs: tuple, t: np.ndarray,
@@ -215,7 +276,10 @@ def _shade(scene: Scene, origin: np.ndarray, dirs: tuple, t: np.ndarray,
             continue
         n, albedo[:, part] = _surface_shading(scene, slot, points[:, part].T)
         normals[:, part] = n.T
-    albedo *= _lighting(scene, points, normals) * np.float32(255)
+    albedo *= _lighting(scene, points, normals, origin) * np.float32(255)
+    if scene.lighting is not None:  # the camera's exposure and white balance
+        albedo *= (np.float32(scene.lighting.exposure)
+                   * np.asarray(scene.lighting.white_balance, dtype=np.float32)[:, None])
     if scene.is_open:  # aerial perspective: distant surfaces fade into the horizon haze
         keep = np.exp(-flat_t / np.float32(scene.ground.haze_distance))
         haze = np.asarray(scene.ground.horizon_color, dtype=np.float32)[:, None] * 255

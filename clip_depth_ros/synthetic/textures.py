@@ -5,6 +5,7 @@ import functools
 
 import numpy as np
 
+from clip_depth_ros.synthetic.photos import photo_pattern
 from clip_depth_ros.synthetic.primitives import Ground, Material
 
 _LATTICE = 256
@@ -65,7 +66,11 @@ def _texture(material: Material, s: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def material_albedo(material: Material, s: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Textured albedo (3, n) float32 of a material at surface coordinates s, t (n,) metres."""
-    tex = _texture(material, s, t)
+    if material.photo:
+        tex = photo_pattern(material.photo, s / np.float32(material.scale),
+                            t / np.float32(material.scale), material.seed)
+    else:
+        tex = _texture(material, s, t)
     gain = np.float32(1 - material.contrast) + np.float32(2 * material.contrast) * tex
     color = np.asarray(material.color, dtype=np.float32)[:, None]
     return color * gain

@@ -93,6 +93,17 @@ def eval_transform(model_config: ModelConfig) -> Compose:
 def base_dataset(data: DataConfig, split: str) -> Dataset:
     """The raw (un-augmented) dataset of one split."""
     train = split == "train"
+    if data.kind == "synthetic-worlds":
+        from .worlds import SyntheticWorldDataset, focal_at_640
+        if data.texture_scale_m is not None or data.zoom_pairs:
+            raise ConfigError("data.texture_scale_m and data.zoom_pairs are for "
+                              "synthetic-indoor; worlds draw their own materials")
+        size = tuple(data.render_size)
+        return SyntheticWorldDataset(
+            data.train_samples if train else data.val_samples, size,
+            seed=data.seed if train else data.seed + 7919,
+            families=tuple(data.families) if data.families else None,
+            focal_at_640=focal_at_640(data.focal_range, size[1]))
     if data.kind.startswith("synthetic-"):
         from .synthetic import SyntheticDepthDataset
         n = data.train_samples if train else data.val_samples
