@@ -20,6 +20,9 @@ from .geometry import Intrinsics, ray_grid
 ANCHORS = ("none", "ground_plane", "sparse_depth")
 MAX_TILT_DEG = 30.0  # pitch / roll of the camera against the floor the fit accepts
 MAX_CAMERA_HEIGHT_M = 10.0
+# a floor fit implying the model's metres are off by more than this factor is not the floor
+# (a tilted plane through far furniture when no floor is in view): the fit is refused
+MAX_SCALE_CORRECTION = 3.0
 
 
 @dataclass(frozen=True)
@@ -75,19 +78,46 @@ def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_
     RANSAC over points of the lower image half: a plane counts only with its upward normal
     within :data:`MAX_TILT_DEG` of the camera's up axis and the camera above it; residuals
     are relative to the plane's distance, so the fit does not depend on the (wrong) scale.  All
-    candidates are scored in one matrix product; the winner is refined by least squares.
+    candidates are scored in one matrix product; the winner is refined by least squares.  A
+    plane with many points clearly below it is a surface above the floor (refit below it:
+    'floor_hidden' when nothing fits there); a scale beyond :data:`MAX_SCALE_CORRECTION` either
+    way is refused ('implausible_scale').
     """
     if not 0 < camera_height_m <= MAX_CAMERA_HEIGHT_M:
         return _failed("camera_height_unset")
     points, grid = floor_samples(depth_m, intrinsics)
+    estimate, below = _fit_floor(points, grid, camera_height_m, iterations, inlier_rel,
+                                 min_inliers, min_fraction, seed)
+    for _ in range(2):
+        # Nothing is seen below the floor: a plane with much of the view under it is the top
+        # of a low box or table under a low camera, not the floor, which lies below it.
+        if below is None or below.sum() < max(min_inliers, 0.1 * estimate.support):
+            break
+        lower = grid.copy()
+        lower[grid] = below
+        estimate, below = _fit_floor(points[below], lower, camera_height_m, iterations,
+                                     inlier_rel, min_inliers, min_fraction, seed)
+        if not estimate.ok:
+            return _failed("floor_hidden", estimate.support)
+    if estimate.ok and not 1 / MAX_SCALE_CORRECTION <= estimate.scale <= MAX_SCALE_CORRECTION:
+        return _failed("implausible_scale", estimate.support)
+    return estimate
+
+
+def _fit_floor(points: np.ndarray, grid: np.ndarray, camera_height_m: float, iterations: int,
+               inlier_rel: float, min_inliers: int, min_fraction: float, seed: int
+               ) -> tuple[ScaleEstimate, Optional[np.ndarray]]:
+    """One plane fit on floor samples (points and their grid layout): the estimate, and which
+    points lie clearly under the plane (None when the fit failed)."""
+    fail = (lambda reason, support=0: (_failed(reason, support), None))
     if len(points) < min_inliers:
-        return _failed("no_floor", len(points))
+        return fail("no_floor", len(points))
     rng = np.random.default_rng(seed)
     normals, offsets = _candidate_planes(points, rng.integers(0, len(points),
                                                               size=(iterations, 3)))
     plausible = (-normals[:, 1] >= math.cos(math.radians(MAX_TILT_DEG))) & (offsets > 0)
     if not plausible.any():
-        return _failed("no_floor")
+        return fail("no_floor")
     normals, offsets = normals[plausible], offsets[plausible]
     # residuals relative to the plane's own distance (its camera height in model units):
     # scale-free, and a kerb or a rug 5 cm high is 3% of 1.6 m whether near or far
@@ -98,7 +128,7 @@ def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_
     inliers = residual[:, best] < inlier_rel
     best_count = int(inliers.sum())
     if best_count < max(min_inliers, min_fraction * len(points)):
-        return _failed("no_floor", best_count)
+        return fail("no_floor", best_count)
     normal, offset = _refine(points[inliers])
     for _ in range(4):  # IRLS: Cauchy weights on relative residuals (bumps on the floor weigh
         # little: a rug, a box's foot), starting from the band's inliers
@@ -108,13 +138,14 @@ def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_
         if offset <= 0:
             break
     if -normal[1] < math.cos(math.radians(MAX_TILT_DEG)) or offset <= 0:
-        return _failed("no_floor", best_count)  # refined into a wall or a slope: no floor
+        return fail("no_floor", best_count)  # refined into a wall or a slope: no floor
     # a thin band for the area test: a vertical surface crosses a horizontal plane in a strip
     # as tall as the band, which at 3% spans neighbouring grid rows; the floor fills any band
     tight = np.abs(points @ normal + offset) / offset < inlier_rel / 3
     if tight.sum() < min_inliers or not _covers_an_area(tight, grid):
-        return _failed("no_floor", int(tight.sum()))
-    return ScaleEstimate(scale=camera_height_m / offset, support=int(tight.sum()), ok=True)
+        return fail("no_floor", int(tight.sum()))
+    below = (points @ normal + offset) / offset < -3 * inlier_rel
+    return ScaleEstimate(scale=camera_height_m / offset, support=int(tight.sum()), ok=True), below
 
 
 def _covers_an_area(inliers: np.ndarray, grid: np.ndarray, min_share: float = 0.5) -> bool:

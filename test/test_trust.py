@@ -50,6 +50,32 @@ def test_ground_plane_refuses_views_without_a_floor():
     assert fit_ground_plane(wall_depth, K, 0.0).reason == "camera_height_unset"
 
 
+def test_ground_plane_never_takes_a_box_top_under_a_low_camera_for_the_floor():
+    from clip_depth_ros.synthetic import Box, CameraPose, Room, Scene
+    small = Intrinsics(120, 120, 79.5, 59.5, 160, 120)
+    pose = CameraPose(np.array([0.3, 3.0, 0.4]), yaw=0.0, pitch=-0.15)
+    for top, expected in ((0.25, "floor_hidden"), (0.3, "floor_hidden")):
+        # a long low crate fills the lower half; what floor there is lies below its top
+        scene = Scene(room=Room(size=(8.0, 6.0, 3.0)),
+                      objects=[Box((0.6, 1.0, 0.0), (2.0, 5.0, top))])
+        _, depth = render(scene, pose, small)
+        est = fit_ground_plane(depth * 2.0, small, 0.4)
+        assert not est.ok and est.reason == expected
+    # the crate short of the camera's feet: the floor around it wins
+    scene = Scene(room=Room(size=(8.0, 6.0, 3.0)),
+                  objects=[Box((0.6, 1.0, 0.0), (1.0, 5.0, 0.25))])
+    _, depth = render(scene, pose, small)
+    est = fit_ground_plane(depth * 2.0, small, 0.4)
+    assert est.ok and est.scale == pytest.approx(0.5, rel=0.01)
+
+
+def test_ground_plane_refuses_a_fit_that_would_change_the_scale_more_than_3x():
+    _, depth, height = _view(0, 0)
+    assert fit_ground_plane(depth * 2.5, K, height).ok
+    est = fit_ground_plane(depth * 3.5, K, height)
+    assert not est.ok and est.reason == "implausible_scale"
+
+
 def test_ground_plane_on_a_street_uses_the_road():
     scene = random_street_scene(5)
     pose = street_trajectory(scene, 4)[1]

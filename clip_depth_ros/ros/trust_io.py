@@ -76,6 +76,10 @@ class TrustIO:
         if status.failing_for < WARN_AFTER_FRAMES:
             return None
         why = {"no_floor": "no floor found in the predicted cloud",
+               "floor_hidden": "only surfaces above the floor (a box or table top) fit a "
+                               "plane below the camera",
+               "implausible_scale": "the only plane found would change the scale more than "
+                                    "3x (no floor in view)",
                "camera_height_unset": "camera_height_m is not set (0)",
                "too_few_sparse_points": "too few valid sparse_depth points",
                "no_sparse_depth": f"no sparse_depth received on {sparse_topic}",
