@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from clip_depth_ros.config import resolve_weights
 from clip_depth_ros.errors import ConfigError
 from clip_depth_ros.model import create_model, load_weights
-from clip_depth_ros.model.factory import NEW_PART_KEYS
+from clip_depth_ros.model.factory import NEW_PART_KEYS, RETRAINED_PART_KEYS
 
 from .checkpoint import (VAL_SPLIT, best_record, export_best, exported_best_step,
                          latest_checkpoint, load_train_state, save_checkpoint)
@@ -105,9 +105,9 @@ class Trainer:
                                   for_training=True)
         if cfg.init_weights:
             # parts the starting weights predate (a new focal conditioning) keep their
-            # identity initialisation
+            # identity initialisation; an uncertainty head is left out (retrained after)
             load_weights(self.model, resolve_weights(cfg.init_weights),
-                         may_lack=NEW_PART_KEYS)
+                         may_lack=NEW_PART_KEYS, may_drop=RETRAINED_PART_KEYS)
         self.model.to(self.device)
         self.groups, self.parts = trainable_groups(self.model, cfg.train_backbone)
         self.objective = DepthObjective(self.model, cfg.loss, cfg.gradient_matching,

@@ -258,14 +258,19 @@ def save_weights(model: DepthModel, path: Union[str, os.PathLike],
 # Keys of parts newer than some trained weights (the focal-conditioning MLPs): weights made
 # before them can start a fine-tune into a model that has them (load_weights(may_lack=...)).
 NEW_PART_KEYS = (".camera.",)
+# Keys of parts a fine-tune may leave out (the uncertainty head, retrained afterwards by
+# training.uncertainty on the new weights): load_weights(may_drop=...) ignores them.
+RETRAINED_PART_KEYS = (".uncertainty.",)
 
 
 def load_weights(model: DepthModel, path: Union[str, os.PathLike],
-                 may_lack: tuple[str, ...] = ()) -> dict[str, Any]:
+                 may_lack: tuple[str, ...] = (),
+                 may_drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load trained parts into ``model`` with strict key, shape and dtype checks.
 
     may_lack: substrings of keys the file may lack (those keep the model's initial values);
-    only for starting a fine-tune, never for inference.
+    may_drop: substrings of keys the file may have that the model lacks (ignored); both only
+    for starting a fine-tune, never for inference.
     """
     sidecar = read_sidecar(path)
     parts = sidecar.get("parts", ["head"])
@@ -275,6 +280,12 @@ def load_weights(model: DepthModel, path: Union[str, os.PathLike],
     if "text_encoder" not in parts:
         state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
     expected = set(trained_state(model, parts).keys())
+    if may_drop:
+        dropped = {k for k in set(state) - expected if any(m in k for m in may_drop)}
+        if dropped:
+            log.info("weights %s: ignoring %d keys of parts this model leaves out (e.g. %s)",
+                     path, len(dropped), sorted(dropped)[0])
+            state = {k: v for k, v in state.items() if k not in dropped}
     if may_lack:
         lacking = {k for k in expected - set(state) if any(m in k for m in may_lack)}
         if lacking:
