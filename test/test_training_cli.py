@@ -219,6 +219,9 @@ def test_evaluate_unknown_data_kind_lists_the_kinds(tmp_path, capsys):
      ["--seed", "custom", "seed 1000"]),
     (["--data", "nyu", "--split", "heldout"], ["synthetic"]),
     (["--model", "tiny-mirror", "--samples", "0"], ["--samples"]),
+    (["--model", "tiny-mirror", "--families", "hall"], ["--families", "synthetic-worlds"]),
+    (["--model", "tiny-mirror", "--data", "synthetic-worlds", "--families", "castle"],
+     ["castle", "hall"]),
     (["--data", "nyu", "--root", "/no/such/nyu", "--list", "/no/list.txt",
       "--model", "tiny-mirror", "--backbone-weights", "random"], ["not found"]),
 ])
@@ -355,6 +358,38 @@ def test_packaged_model_has_its_name_and_evaluate_reproduces_its_heldout_numbers
     assert "--force" in capsys.readouterr().err
     assert package_model.main(["--run", str(run), "--name", "my-tiny", "--force", *split]) == 0
     assert "replacing" in capsys.readouterr().err
+
+
+def test_package_on_worlds_records_the_held_out_family_and_three_views_of_each_split(
+        tmp_path, monkeypatch, capsys):
+    import training.package_model as package_model
+    from clip_depth_ros.weights import read_sidecar
+    from training.evaluate import main as evaluate_main
+    monkeypatch.setattr(package_model, "BUNDLED_WEIGHTS_DIR", tmp_path / "models")
+    run = tmp_path / "run"
+    _tiny_weights(run / "best.safetensors",
+                  {"train_config": TrainConfig().to_dict(), "command": "python -m training.train"})
+    assert package_model.main(["--run", str(run), "--name", "tiny-worlds", "--data",
+                               "synthetic-worlds", "--samples", "2", "--render-size", "48",
+                               "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "in_distribution" in printed and "heldout_family" in printed
+    meta = read_sidecar(tmp_path / "models" / "tiny-worlds.safetensors")["metadata"]
+    report = meta["generalization"]
+    assert report["heldout_family"]["split"]["families"] == ["hall"]
+    assert "families" not in report["in_distribution"]["split"]  # the training families
+    for row in report.values():
+        assert set(row) == {"split", "metric", "median_scaled", "ground_plane"}
+        assert 0 <= row["ground_plane"]["anchor_held"] <= 1
+        # median scaling only rescales each image: never worse in AbsRel terms by much,
+        # and it is a different number from the metric one for a random model
+        assert row["median_scaled"]["abs_rel"] != row["metric"]["abs_rel"]
+    # evaluate names the held-out family split it was asked for
+    assert evaluate_main(["--model", "tiny-mirror", "--backbone-weights", "random", "--data",
+                          "synthetic-worlds", "--families", "hall", "--samples", "1",
+                          "--render-size", "48", "64", "--out", str(tmp_path / "e")]) == 0
+    assert "synthetic-worlds, seed 0, 1 images at 64x48, families hall" in \
+        capsys.readouterr().out
 
 
 def test_custom_split_is_labelled_custom(tmp_path, capsys):

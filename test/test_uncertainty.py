@@ -53,6 +53,15 @@ def test_fine_tuning_adds_a_confidence_output_and_keeps_depth(tmp_path, capsys):
     assert conf.shape == tuned.config.input_hw and (0 <= conf).all() and (conf <= 1).all()
 
 
+def test_the_uncertainty_head_can_learn_from_the_varied_worlds(tmp_path, capsys):
+    _, weights = _tiny_weights(tmp_path)
+    out = tmp_path / "worlds_unc.safetensors"
+    assert uncertainty_main(["--weights", str(weights), "--out", str(out), "--steps", "2",
+                             "--batch-size", "2", "--data", "synthetic-worlds"]) == 0
+    recipe = json.loads(out.with_suffix(".json").read_text())["metadata"]["uncertainty"]
+    assert recipe["data"] == "synthetic-worlds" and "focal_range" not in recipe
+
+
 def test_refuses_a_bad_out_path_with_one_line(tmp_path, capsys):
     _, weights = _tiny_weights(tmp_path)
     assert uncertainty_main(["--weights", str(weights), "--out",

@@ -26,6 +26,7 @@ import numpy as np
 from clip_depth_ros.backends.torch_backend import TorchBackend
 from clip_depth_ros.config import resolve_weights
 from clip_depth_ros.errors import ConfigError
+from clip_depth_ros.synthetic.worlds import HELDOUT_FAMILY, WORLD_FAMILIES
 from clip_depth_ros.frame import FrameContext, FrameOutputs, FrameRequest
 from clip_depth_ros.trust import (ScaleAnchor, TrustSettings, add_trust_arguments,
                                   trust_settings_from_args)
@@ -64,8 +65,11 @@ def anchor_prediction(pred: np.ndarray, sample: dict[str, Any], settings: TrustS
                       sparse_share: float, index: int) -> tuple[np.ndarray, bool]:
     """The prediction after the node's scale anchor (trust.ScaleAnchor, single frame):
     sparse_depth draws ``sparse_share`` of the valid ground-truth pixels with 1% noise (a
-    simulated LiDAR / RGB-D); ground_plane uses settings.camera_height_m.  (depth, held)."""
+    simulated LiDAR / RGB-D); ground_plane uses the sample's own camera height where it has
+    one (synthetic-worlds: each view's), else settings.camera_height_m.  (depth, held)."""
     sparse = None
+    if settings.scale_anchor == "ground_plane" and sample.get("camera_height_m"):
+        settings = replace(settings, camera_height_m=float(sample["camera_height_m"]))
     if settings.scale_anchor == "sparse_depth":
         rng = np.random.default_rng(index)
         gt, valid = sample["depth"], sample["valid_mask"]
@@ -183,7 +187,8 @@ def save_plots(samples: list[dict[str, np.ndarray]], out: Path, max_depth: float
 
 
 PROG = "python -m training.evaluate"
-_SPLIT_OPTIONS = ("samples", "seed", "render_size", "focal_range", "texture_scale")
+_SPLIT_OPTIONS = ("samples", "seed", "render_size", "focal_range", "texture_scale",
+                  "families")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -221,6 +226,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                     help="custom split: random focal length per image, px")
     ap.add_argument("--texture-scale", type=float, default=None,
                     help="custom split: every surface pattern this size, m")
+    ap.add_argument("--families", nargs="+", default=None, metavar="FAMILY",
+                    help="custom synthetic-worlds split: world families, of "
+                         f"{', '.join(WORLD_FAMILIES)} (default: the training families; "
+                         f"{HELDOUT_FAMILY} is the held-out one)")
     ap.add_argument("--crop", choices=("none", "eigen", "garg"), default="none",
                     help="evaluation crop (eigen: NYU, garg: KITTI)")
     ap.add_argument("--max-depth", type=float, default=None,
@@ -258,9 +267,12 @@ def choose_split(args: argparse.Namespace, sidecar: Optional[dict[str, Any]]) ->
     if args.split == HELDOUT or (args.split is None and not custom_opts):
         return heldout
     size = args.render_size or [240, 320]
+    if args.families is not None and kind != "synthetic-worlds":
+        raise ConfigError(f"--families chooses world families of --data synthetic-worlds, "
+                          f"not {kind}")
     return heldout_split(kind, 64 if args.samples is None else args.samples,
                          0 if args.seed is None else args.seed, size, args.focal_range,
-                         args.texture_scale, name=CUSTOM)
+                         args.texture_scale, name=CUSTOM, families=args.families)
 
 
 def check_split(split: dict[str, Any]) -> None:
@@ -269,6 +281,10 @@ def check_split(split: dict[str, Any]) -> None:
         if split["samples"] < 1 or split["seed"] < 0 or min(split["render_size"]) < 1:
             raise ConfigError("a synthetic split needs --samples >= 1, --seed >= 0 and a "
                               f"positive --render-size; got {describe(split)}")
+        unknown = [f for f in split.get("families") or () if f not in WORLD_FAMILIES]
+        if unknown:
+            raise ConfigError(f"unknown world families {unknown}; families: "
+                              f"{', '.join(WORLD_FAMILIES)}")
         focal = split.get("focal_range")
         if focal is not None and not 0 < focal[0] <= focal[1]:
             raise ConfigError(f"--focal-range must be LO HI px with 0 < LO <= HI, not {focal}")
@@ -293,7 +309,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     backend = TorchBackend(args.model, weights=args.weights,
                            backbone_weights=args.backbone_weights, device=args.device)
     trust = trust_settings_from_args(args)
-    if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:
+    if (trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0
+            and split["data"] != "synthetic-worlds"):  # worlds' views carry their height
         raise ConfigError("--scale-anchor ground_plane needs --camera-height-m (a fixed mount, "
                           "e.g. KITTI's 1.65 m)")
     if not 0 < args.sparse_share <= 1:

@@ -73,21 +73,43 @@ def overlap_ratio(wide: np.ndarray, tele: np.ndarray, zoom: float = 2.0) -> floa
     return float(np.median(tele_small[valid] / centre[valid]))
 
 
+def camera_height(room: int) -> float:
+    """The height of the camera :func:`lens_views` puts in ``room`` (what a robot knows)."""
+    return float(demo_trajectory(random_indoor_scene(room), 8)[room % 8].position[2])
+
+
 def check(backend, views: Iterable[tuple], wide_px: float = 400.0,
-          tele_px: float = 800.0) -> list[dict]:
+          tele_px: float = 800.0, scale_anchor: str = "none") -> list[dict]:
     """Per room of ``views`` (from :func:`lens_views` with the same lenses): truth and model
-    ratios, each lens's error, and the maps for plotting."""
+    ratios, each lens's error, and the maps for plotting.  ``scale_anchor`` ground_plane:
+    each prediction first goes through the node's anchor told the camera's height (a fit
+    that does not hold leaves the model's scale; ``held`` counts the lenses where it held)."""
     zoom = tele_px / wide_px
     rows = []
     for room, w_rgb, w_true, t_rgb, t_true in views:
         w_pred = backend.infer(w_rgb, lens(wide_px))
         t_pred = backend.infer(t_rgb, lens(tele_px))
+        held = 0
+        if scale_anchor != "none":
+            from clip_depth_ros.trust import TrustSettings
+
+            from .evaluate import anchor_prediction
+            settings = TrustSettings(scale_anchor=scale_anchor,
+                                     camera_height_m=camera_height(room))
+            anchored = []
+            for rgb, pred, focal in ((w_rgb, w_pred, wide_px), (t_rgb, t_pred, tele_px)):
+                sample = {"image": rgb, "intrinsics": lens(focal), "depth": pred,
+                          "valid_mask": np.isfinite(pred)}
+                depth, ok = anchor_prediction(pred, sample, settings, 0.0, room)
+                anchored.append(depth)
+                held += int(ok)
+            w_pred, t_pred = anchored
         rows.append({"room": room, "truth": overlap_ratio(w_true, t_true, zoom),
                      "model": overlap_ratio(w_pred, t_pred, zoom),
                      "wide_error": overlap_ratio(w_true, w_pred, 1.0),
                      "tele_error": overlap_ratio(t_true, t_pred, 1.0), "wide_rgb": w_rgb,
                      "tele_rgb": t_rgb, "wide_pred": w_pred, "tele_pred": t_pred,
-                     "wide_true": w_true, "zoom": zoom})
+                     "wide_true": w_true, "zoom": zoom, "held": held})
     return rows
 
 
@@ -131,6 +153,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--rooms", type=int, nargs="+", default=list(ROOMS))
     ap.add_argument("--texture-scale", type=float, default=None,
                     help="give every surface pattern this size in metres (default: random)")
+    ap.add_argument("--scale-anchor", choices=("none", "ground_plane"), default="none",
+                    help="anchor each prediction's scale as the node does, ground_plane told "
+                         "the camera's height (default none: the model's own scale)")
     ap.add_argument("--plot", default=None, help="write the maps to this PNG")
     args = ap.parse_args(argv)
     if not 0 < args.wide < args.tele:
@@ -138,7 +163,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from clip_depth_ros.backends.torch_backend import TorchBackend
     backend = TorchBackend(args.model, weights=args.weights)
     views = lens_views(args.rooms, args.wide, args.tele, args.texture_scale)
-    rows = check(backend, views, args.wide, args.tele)
+    rows = check(backend, views, args.wide, args.tele, args.scale_anchor)
     aware = "on" if backend.config.camera_aware_scale else "off"
     print(f"model {backend.config.name} (camera-aware scale {aware}), lenses {args.wide:g} / "
           f"{args.tele:g} px at {SIZE[0]}x{SIZE[1]}, surface patterns "
@@ -148,7 +173,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{row['room']:>6} {row['truth']:>7.3f} {row['model']:>7.3f} "
               f"{row['wide_error']:>10.3f} {row['tele_error']:>10.3f}")
     median = float(np.median([row["model"] for row in rows]))
-    print(f"{'median':>6} {'':>7} {median:>7.3f}   (1.00 = the lens does not change the metres)")
+    wide_median = float(np.median([row["wide_error"] for row in rows]))
+    tele_median = float(np.median([row["tele_error"] for row in rows]))
+    print(f"{'median':>6} {'':>7} {median:>7.3f} {wide_median:>10.3f} {tele_median:>10.3f}   "
+          "(1.00 = the lens does not change the metres)")
+    spread = float(np.mean([abs(np.log(row["model"])) for row in rows]))
+    print(f"mean |log long/wide| {spread:.3f}; rooms within 5%: "
+          f"{np.mean([abs(row['model'] - 1) <= 0.05 for row in rows]):.0%}")
+    if args.scale_anchor != "none":
+        print(f"scale_anchor {args.scale_anchor} held on "
+              f"{sum(row['held'] for row in rows)} of {2 * len(rows)} predictions")
     if args.plot:
         plot(rows, args.plot, f"{backend.config.name}: long / wide lens, median {median:.2f}")
         print(f"wrote {args.plot}")

@@ -46,6 +46,31 @@ def evaluate_heldout(weights: str, split: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+def generalization(weights: str, split: dict[str, Any]) -> dict[str, Any]:
+    """d1 / AbsRel of ``weights`` on a synthetic-worlds split and on the held-out world
+    family's split of the same settings, each as metric depth, median-scaled (the structure
+    alone), and with the node's ground_plane anchor told each view's camera height."""
+    from clip_depth_ros.synthetic.worlds import HELDOUT_FAMILY
+    from clip_depth_ros.trust import TrustSettings
+    backend = TorchBackend(None, weights=weights)
+    report: dict[str, Any] = {}
+    splits = {"in_distribution": split,
+              "heldout_family": {**split, "name": f"heldout-{HELDOUT_FAMILY}",
+                                 "families": [HELDOUT_FAMILY]}}
+    for label, chosen in splits.items():
+        data = base_dataset(split_data(chosen), "val")
+        row: dict[str, Any] = {"split": chosen}
+        for view, median, trust in (("metric", False, None), ("median_scaled", True, None),
+                                    ("ground_plane", False,
+                                     TrustSettings(scale_anchor="ground_plane"))):
+            metrics, _ = evaluate(backend, data, keep=0, use_median_scale=median, trust=trust)
+            row[view] = {k: metrics[k] for k in ("d1", "abs_rel", "rmse")}
+            if trust is not None:
+                row[view]["anchor_held"] = metrics["anchor_held"]
+        report[label] = row
+    return report
+
+
 def check_target(run: Path, name: str, force: bool, models_dir: Optional[Path] = None
                  ) -> Path:
     """RUN/best.safetensors, after checking everything that would refuse the packaging (a
@@ -77,9 +102,17 @@ def package(run: Path, name: str, split: dict[str, Any], force: bool = False,
     sidecar["config"]["name"] = name  # the model is called what it was shipped as
     meta = sidecar.setdefault("metadata", {})
     meta["heldout_eval"] = {"split": {"name": HELDOUT, **split}, "metrics": metrics}
+    if split["data"] == "synthetic-worlds":
+        meta["generalization"] = generalization(str(best), split)
+        for label, row in meta["generalization"].items():
+            print(f"{label:>16s}: d1 metric {row['metric']['d1']:.3f}, median-scaled "
+                  f"{row['median_scaled']['d1']:.3f}, ground_plane "
+                  f"{row['ground_plane']['d1']:.3f} (held on "
+                  f"{100 * row['ground_plane']['anchor_held']:.0f}% of views)")
     if (meta.get("train_config") or {}).get("backbone_weights") == "random":
         meta["note"] = ("trained from scratch (random backbone) on procedurally rendered "
-                        "rooms: no pretrained CLIP weights")
+                        f"{'worlds' if split['data'] == 'synthetic-worlds' else 'rooms'}: no "
+                        "pretrained CLIP weights")
     from safetensors.torch import load_file
     # rewritten, not copied: the header's copy of the sidecar carries the new name too
     target = (models_dir or BUNDLED_WEIGHTS_DIR) / f"{name}.safetensors"
@@ -96,7 +129,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                          "show")
     ap.add_argument("--force", action="store_true",
                     help="replace a bundled model of the same name (refused otherwise)")
-    ap.add_argument("--data", default="synthetic-indoor", help="synthetic data kind")
+    ap.add_argument("--data", default="synthetic-indoor",
+                    choices=("synthetic-indoor", "synthetic-street", "synthetic-worlds"),
+                    help="synthetic data kind of the held-out split (synthetic-worlds also "
+                         "records the held-out world family's numbers; default: %(default)s)")
     ap.add_argument("--samples", type=int, default=64, help="held-out images (default 64)")
     ap.add_argument("--seed", type=int, default=HELDOUT_SEED,
                     help=f"held-out split seed (default {HELDOUT_SEED}; training uses its own)")

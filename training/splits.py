@@ -27,11 +27,13 @@ HELDOUT_RENDER_SIZE = (240, 320)
 def heldout_split(kind: str, samples: int, seed: int, size: list[int],
                   focal_range: Optional[list[float]] = None,
                   texture_scale_m: Optional[float] = None,
-                  name: str = HELDOUT) -> dict[str, Any]:
+                  name: str = HELDOUT,
+                  families: Optional[list[str]] = None) -> dict[str, Any]:
     """The settings of a synthetic evaluation split (stored with the shipped weights).
 
     focal_range / texture_scale_m: random lenses and one surface-pattern size, as a
-    camera-aware model was trained with (absent: the kind's camera, random patterns).
+    camera-aware model was trained with (absent: the kind's camera, random patterns);
+    families: synthetic-worlds' world families (absent: the training families).
     """
     split = {"name": name, "data": kind, "samples": int(samples), "seed": int(seed),
              "render_size": [int(v) for v in size], "crop": "none", "flip_tta": False,
@@ -40,6 +42,8 @@ def heldout_split(kind: str, samples: int, seed: int, size: list[int],
         split["focal_range"] = [float(v) for v in focal_range]
     if texture_scale_m is not None:
         split["texture_scale_m"] = float(texture_scale_m)
+    if families:
+        split["families"] = [str(f) for f in families]
     return split
 
 
@@ -60,7 +64,8 @@ def split_data(split: Mapping[str, Any]) -> DataConfig:
     return DataConfig(kind=split["data"], val_samples=split["samples"], seed=split["seed"],
                       render_size=list(split["render_size"]),
                       focal_range=split.get("focal_range"),
-                      texture_scale_m=split.get("texture_scale_m"))
+                      texture_scale_m=split.get("texture_scale_m"),
+                      families=split.get("families"))
 
 
 def describe(split: Mapping[str, Any]) -> str:
@@ -76,4 +81,6 @@ def describe(split: Mapping[str, Any]) -> str:
         text += f", focal {lo:g}-{hi:g} px"
     if split.get("texture_scale_m"):
         text += f", patterns {split['texture_scale_m']:g} m"
+    if split.get("families"):
+        text += f", families {'+'.join(split['families'])}"
     return text + ")"

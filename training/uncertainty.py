@@ -28,6 +28,7 @@ from clip_depth_ros.preprocessing import preprocess
 from clip_depth_ros.weights import read_sidecar
 from training.cli_errors import OneLineParser, command_main
 from training.data.synthetic import SyntheticDepthDataset
+from training.data.worlds import SyntheticWorldDataset
 
 def build(weights: str) -> torch.nn.Module:
     """The model of ``weights`` with an (untrained) uncertainty head; all else frozen."""
@@ -50,7 +51,7 @@ def laplace_nll(log_b: torch.Tensor, depth: torch.Tensor, target: torch.Tensor,
     return nll[valid].mean()
 
 
-def batch_of(dataset: SyntheticDepthDataset, indices: list[int], config: Any
+def batch_of(dataset: Any, indices: list[int], config: Any
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images, f_px, image widths, depth targets at the model size, valid masks)."""
     import cv2
@@ -69,10 +70,15 @@ def batch_of(dataset: SyntheticDepthDataset, indices: list[int], config: Any
 
 
 def train(model: torch.nn.Module, steps: int, batch_size: int, lr: float, seed: int,
-          focal_range: tuple[float, float], size: tuple[int, int]) -> list[float]:
-    """Fit the uncertainty head; returns the loss per step."""
-    dataset = SyntheticDepthDataset("indoor", n_samples=steps * batch_size, size=size,
-                                    seed=seed, focal_range=focal_range)
+          focal_range: tuple[float, float], size: tuple[int, int],
+          data: str = "synthetic-indoor") -> list[float]:
+    """Fit the uncertainty head; returns the loss per step.  ``data``: synthetic-indoor rooms
+    (``focal_range`` px at the render size) or synthetic-worlds (their own lenses)."""
+    if data == "synthetic-worlds":
+        dataset: Any = SyntheticWorldDataset(steps * batch_size, size, seed=seed)
+    else:
+        dataset = SyntheticDepthDataset("indoor", n_samples=steps * batch_size, size=size,
+                                        seed=seed, focal_range=focal_range)
     optimizer = torch.optim.Adam(model.head.uncertainty.parameters(), lr=lr)
     losses = []
     from tqdm import tqdm
@@ -110,8 +116,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--seed", type=int, default=4242, help="synthetic data seed, disjoint from "
                     "the held-out split's 1000 (default: %(default)s)")
     ap.add_argument("--focal-range", type=float, nargs=2, default=(180.0, 560.0),
-                    metavar=("LO", "HI"), help="focal lengths (px at 320x240) to draw "
-                    "(default: 180 560)")
+                    metavar=("LO", "HI"), help="synthetic-indoor: focal lengths (px at "
+                    "320x240) to draw (default: 180 560)")
+    ap.add_argument("--data", choices=("synthetic-indoor", "synthetic-worlds"),
+                    default="synthetic-indoor", help="views to learn from: rooms, or the "
+                    "varied worlds with their own lenses (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.out.suffix != ".safetensors" or not args.out.parent.is_dir():
         raise ConfigError(f"--out must be a .safetensors path in an existing folder, not "
@@ -122,14 +131,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     model = build(args.weights)
     start = time.monotonic()
     losses = train(model, args.steps, args.batch_size, args.lr, args.seed,
-                   tuple(args.focal_range), (240, 320))
+                   tuple(args.focal_range), (240, 320), args.data)
     source = read_sidecar(resolve_weights(args.weights))
     metadata = dict(source.get("metadata", {}))
     metadata["uncertainty"] = {
         "command": "python -m training.uncertainty " + " ".join(sys.argv[1:] if argv is None
                                                                else argv),
         "from_weights": args.weights, "steps": args.steps, "batch_size": args.batch_size,
-        "lr": args.lr, "seed": args.seed, "focal_range": list(args.focal_range),
+        "lr": args.lr, "seed": args.seed, "data": args.data,
+        **({"focal_range": list(args.focal_range)} if args.data == "synthetic-indoor" else {}),
         "loss_first_50": float(np.mean(losses[:50])), "loss_last_50": float(np.mean(losses[-50:])),
         "minutes": round((time.monotonic() - start) / 60, 1),
     }
