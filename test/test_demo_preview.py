@@ -21,3 +21,42 @@ def test_preview_strip_has_a_colour_bar_in_metres():
     np.testing.assert_array_equal(strip, framed)
     # the truth tile (below its label) is coloured on the bar's scale
     np.testing.assert_array_equal(tiles[40:, 2 * w:], colorize_depth(truth, 2.0, 4.0)[40:])
+
+
+def test_preview_adds_a_confidence_column_when_the_node_published_confidence():
+    from clip_depth_ros.ros.demo import preview_strip
+    h, w = 96, 128
+    rgb = np.zeros((h, w, 3), dtype=np.uint8)
+    truth = np.full((h, w), 3.0, dtype=np.float32)
+    confidence = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
+    confidence[:, :4] = np.nan  # invalid depth: no confidence, shown black
+    strip = preview_strip([(rgb, truth, truth, confidence)], 2.0, 4.0)
+    assert strip.shape[1] > 4 * w  # image | depth | confidence | truth + the bar
+    column = strip[40:, 2 * w:3 * w, 0].astype(int)
+    assert (column[:, :4] == 0).all() and column[:, -1].min() >= 250
+    assert (np.diff(column[:, 4:].mean(axis=0)) >= 0).all()  # brighter = more confident
+    # the truth moves one column right, still on the bar's scale
+    np.testing.assert_array_equal(strip[40:, 3 * w:4 * w], colorize_depth(truth, 2.0, 4.0)[40:])
+    # frames without confidence keep the three columns
+    assert preview_strip([(rgb, truth, truth, None)], 2.0, 4.0).shape[1] < 4 * w
+
+
+def test_demo_errors_metric_and_structure_only():
+    from clip_depth_ros.ros.demo import depth_errors
+    truth = np.linspace(1.0, 5.0, 400, dtype=np.float32).reshape(20, 20)
+    doubled = depth_errors(truth * 2.0, truth)
+    assert doubled["d1"] == 0.0 and doubled["abs_rel"] == np.float32(1.0)
+    scaled = depth_errors(truth * 2.0, truth, median_scaled=True)
+    assert scaled["d1"] == 1.0 and scaled["abs_rel"] < 1e-6
+
+
+def test_demo_options_are_checked_in_one_line(capsys):
+    import pytest
+
+    from clip_depth_ros.ros.demo import parse_args
+    assert parse_args([]).scale_anchor == "ground_plane" and parse_args([]).camera_height == 1.4
+    for bad in (["--camera-height", "7"], ["--frames", "0"], ["--scale-anchor", "lidar"]):
+        with pytest.raises(SystemExit) as err:
+            parse_args(bad)
+        assert err.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -1,10 +1,13 @@
 """The main job on its embedded default: a synthetic camera -> the depth node -> a recorder.
 
 A procedurally rendered room (known intrinsics, exact depth) is published as image +
-camera_info into a live ROS 2 graph; the depth node runs as its own process exactly as
-``ros2 run`` would start it; a recorder collects depth and points and writes, into the output
-folder, preview.png (image | predicted depth | true depth, with a colour bar in metres),
-cloud.ply and summary.json.
+camera_info into a live ROS 2 graph from a camera at a known height (1.4 m, like one on a
+robot); the depth node runs as its own process exactly as ``ros2 run`` would start it, with
+``scale_anchor: ground_plane`` told that height; a recorder collects depth, confidence and
+points and writes, into the output folder, preview.png (image | depth | confidence | true
+depth, with a colour bar in metres), cloud.ply and summary.json.  d1 / AbsRel are printed for
+the anchored depth the node published and for the model's own scale (the same model run
+offline on the same frames after the node stopped).
 
 DDS is confined to this machine (config/fastdds_shm.xml: shared memory only, no UDP socket;
 a private domain id) for both processes; a robot's own DDS settings are never touched outside this demo.
@@ -19,30 +22,46 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..errors import OneLineParser
 from .launcher import DEFAULT_PARAMS, NodeProcess, confine_dds
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Command-line options of the demo."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=60, help="frames to publish")
-    ap.add_argument("--rate", type=float, default=10.0, help="camera rate (Hz)")
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--seed", type=int, default=7, help="scene seed")
-    ap.add_argument("--params-file", default=str(DEFAULT_PARAMS))
+    ap = OneLineParser(prog="demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=60, help="frames to publish (default 60)")
+    ap.add_argument("--rate", type=float, default=10.0, help="camera rate, Hz (default 10)")
+    ap.add_argument("--width", type=int, default=640, help="image width (default 640)")
+    ap.add_argument("--height", type=int, default=480, help="image height (default 480)")
+    ap.add_argument("--seed", type=int, default=7, help="scene seed (default 7)")
+    ap.add_argument("--camera-height", type=float, default=1.4,
+                    help="the camera's height above the floor, m, which the node's "
+                         "ground_plane anchor is told (default 1.4)")
+    ap.add_argument("--scale-anchor", choices=("ground_plane", "none"), default="ground_plane",
+                    help="the node's scale_anchor (default ground_plane)")
+    ap.add_argument("--params-file", default=str(DEFAULT_PARAMS),
+                    help="the node's parameters (default: the package's config/depth.yaml)")
     ap.add_argument("--model", default=None, help="override the params file's model")
     ap.add_argument("--weights", default=None, help="override the params file's weights")
-    ap.add_argument("--output", default="demo_output", help="output folder")
-    ap.add_argument("--startup-timeout", type=float, default=120.0)
-    return ap.parse_args(argv)
+    ap.add_argument("--output", default="demo_output", help="output folder (default "
+                    "demo_output)")
+    ap.add_argument("--startup-timeout", type=float, default=120.0,
+                    help="seconds to wait for the node to come up (default 120)")
+    args = ap.parse_args(argv)
+    if args.frames < 1 or args.rate <= 0 or args.width < 16 or args.height < 16:
+        ap.error("--frames must be >= 1, --rate > 0 and --width/--height >= 16")
+    if not 0.1 <= args.camera_height <= 3.0:
+        ap.error(f"--camera-height must be 0.1-3 m (inside the demo room), not "
+                 f"{args.camera_height}")
+    return args
 
 
 def start_node(args: argparse.Namespace, log_path: Path) -> NodeProcess:
     """The depth node as its own process, configured by the params file."""
-    overrides = {name: value for name, value in (("model", args.model),
-                                                 ("weights", args.weights))
-                 if value is not None}
+    overrides: dict[str, Any] = {name: value for name, value in (("model", args.model),
+                                                                 ("weights", args.weights))
+                                 if value is not None}
+    overrides.update(scale_anchor=args.scale_anchor, camera_height_m=float(args.camera_height))
     return NodeProcess(args.params_file, overrides, log_path).start()
 
 
@@ -69,31 +88,53 @@ def write_ply(path: Path, points_xyz: np.ndarray, rgb: Optional[np.ndarray]) -> 
     return len(rows)
 
 
-def preview_strip(frames: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                  lo: float, hi: float) -> np.ndarray:
-    """Rows of image | predicted depth | true depth (BGR), depth on one shared colour scale
-    of lo..hi metres, shown by a colour bar on the right."""
+def preview_strip(frames: list[tuple], lo: float, hi: float) -> np.ndarray:
+    """Rows of image | predicted depth | confidence | true depth (BGR): depth on one shared
+    colour scale of lo..hi metres, shown by a colour bar on the right; confidence (0 black ..
+    1 white) where the node published it, else that column is left out."""
     import cv2
 
     from ..colorize import colorize_depth, with_colorbar
+    with_confidence = all(len(f) > 3 and f[3] is not None for f in frames)
     rows = []
-    for rgb, pred, truth in frames:
-        tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colorize_depth(pred, lo, hi),
-                 colorize_depth(truth, lo, hi)]
+    for frame in frames:
+        rgb, pred, truth = frame[:3]
+        tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colorize_depth(pred, lo, hi)]
+        if with_confidence:
+            grey = (np.nan_to_num(np.clip(frame[3], 0, 1)) * 255).astype(np.uint8)
+            grey = cv2.resize(grey, (rgb.shape[1], rgb.shape[0]),
+                              interpolation=cv2.INTER_NEAREST)
+            tiles.append(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+        tiles.append(colorize_depth(truth, lo, hi))
         rows.append(np.hstack(tiles))
     strip = np.vstack(rows)
-    for x, label in zip((10, rgb.shape[1] + 10, 2 * rgb.shape[1] + 10),
-                        ("image", "predicted depth", "true depth")):
-        cv2.putText(strip, label, (x, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+    labels = ["image", "depth (m)"] + (["confidence"] if with_confidence else []) + \
+        ["true depth (m)"]
+    for k, label in enumerate(labels):
+        cv2.putText(strip, label, (k * rgb.shape[1] + 10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
+                    (255, 255, 255), 2)
     return with_colorbar(strip, lo, hi)
 
 
-def depth_errors(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """d1 and AbsRel of one prediction against the synthetic truth (metric, no scaling)."""
+def depth_errors(pred: np.ndarray, truth: np.ndarray,
+                 median_scaled: bool = False) -> dict[str, float]:
+    """d1 and AbsRel of one prediction against the synthetic truth (metric; with
+    ``median_scaled`` the prediction is first scaled to the truth's median)."""
     valid = np.isfinite(truth) & (truth > 0) & np.isfinite(pred) & (pred > 0)
     p, g = pred[valid], truth[valid]
+    if median_scaled and p.size:
+        p = p * (np.median(g) / np.median(p))
     ratio = np.maximum(p / g, g / p)
     return {"d1": float(np.mean(ratio < 1.25)), "abs_rel": float(np.mean(np.abs(p - g) / g))}
+
+
+def model_scale_depth(record: dict[str, Any], rgbs: list[np.ndarray]) -> list[np.ndarray]:
+    """The model's own metric depth (no anchor) for the frames, from the model the node ran,
+    run here after the node has stopped (so the live numbers were not slowed down)."""
+    from ..backends.torch_backend import TorchBackend
+    backend = TorchBackend(record["model"] or None, weights=record["weights"] or None,
+                           device="cpu")
+    return [backend.infer(rgb, record["intrinsics"]) for rgb in rgbs]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -120,7 +161,7 @@ def write_outputs(args: argparse.Namespace, out: Path, record: dict[str, Any]) -
     import cv2
 
     from ..colorize import robust_range
-    pairs = record["pairs"]  # list of (rgb, predicted depth, true depth, latency_ms)
+    pairs = record["pairs"]  # (rgb, predicted depth, true depth, latency_ms, confidence)
     if not pairs:
         print("no depth image came back from the node", file=sys.stderr)
         return 1
@@ -129,12 +170,20 @@ def write_outputs(args: argparse.Namespace, out: Path, record: dict[str, Any]) -
     # node's depth/colored and predict take theirs from the data the same way)
     lo, hi = (robust_range(np.concatenate([p[2].ravel() for p in picks]))
               or (0.0, float(record["max_depth"])))
-    strip = preview_strip([p[:3] for p in picks], lo, hi)
+    strip = preview_strip([(p[0], p[1], p[2], p[4]) for p in picks], lo, hi)
     cv2.imwrite(str(out / "preview.png"), strip)
     n_points = 0
     if record["cloud"] is not None:
         n_points = write_ply(out / "cloud.ply", *record["cloud"])
     errors = [depth_errors(p[1], p[2]) for p in pairs]
+    structure = [depth_errors(p[1], p[2], median_scaled=True) for p in pairs]
+    own = None
+    if args.scale_anchor != "none" and record["weights"]:
+        model_depth = model_scale_depth(record, [p[0] for p in pairs])
+        own = [depth_errors(d, p[2]) for d, p in zip(model_depth, pairs)]
+        # what the anchor did to each frame: published depth / the model's own depth
+        scales = [float(np.nanmedian(p[1][p[1] > 0] / d[p[1] > 0]))
+                  for d, p in zip(model_depth, pairs) if (p[1] > 0).any()]
     latency = np.array([p[3] for p in pairs])
     span = record["last_output_t"] - record["first_output_t"]
     summary = {
@@ -147,9 +196,18 @@ def write_outputs(args: argparse.Namespace, out: Path, record: dict[str, Any]) -
         "latency_p95_ms": float(np.percentile(latency, 95)),
         "d1": float(np.mean([e["d1"] for e in errors])),
         "abs_rel": float(np.mean([e["abs_rel"] for e in errors])),
+        "median_scaled_d1": float(np.mean([e["d1"] for e in structure])),
+        "scale_anchor": args.scale_anchor, "camera_height_m": args.camera_height,
+        "confidence_received": sum(p[4] is not None for p in pairs),
         "cloud_points": n_points, "camera_rate_hz": args.rate,
         "image_size": f"{args.width}x{args.height}",
     }
+    if own is not None:
+        summary.update(model_scale_d1=float(np.mean([e["d1"] for e in own])),
+                       model_scale_abs_rel=float(np.mean([e["abs_rel"] for e in own])),
+                       anchor_scale_median=float(np.median(scales)),
+                       anchor_scale_p5_p95=[float(np.percentile(scales, 5)),
+                                            float(np.percentile(scales, 95))])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, out)
     return 0
@@ -168,7 +226,17 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"throughput      {summary['output_fps']:.1f} fps")
     print(f"latency         p50 {summary['latency_p50_ms']:.1f} ms, "
           f"p95 {summary['latency_p95_ms']:.1f} ms (image published -> depth received)")
-    print(f"vs. true depth  d1 {summary['d1']:.3f}, AbsRel {summary['abs_rel']:.3f} (metric)")
+    anchored = summary["scale_anchor"] != "none"
+    print(f"vs. true depth  d1 {summary['d1']:.3f}, AbsRel {summary['abs_rel']:.3f} (metric, "
+          + (f"scale_anchor {summary['scale_anchor']} at {summary['camera_height_m']:g} m)"
+             if anchored else "the model's own scale)"))
+    if "model_scale_d1" in summary:
+        lo, hi = summary["anchor_scale_p5_p95"]
+        print(f"without anchor  d1 {summary['model_scale_d1']:.3f}, AbsRel "
+              f"{summary['model_scale_abs_rel']:.3f} (the model's own scale; the anchor scaled "
+              f"it by {summary['anchor_scale_median']:.3f}, 5-95% {lo:.3f}-{hi:.3f})")
+    print(f"structure only  d1 {summary['median_scaled_d1']:.3f} (each frame median-scaled to "
+          f"the truth)")
     print(f"outputs         {out}/preview.png, {out}/cloud.ply "
           f"({summary['cloud_points']} points), {out}/summary.json, {out}/node.log")
 

@@ -30,15 +30,21 @@ class Recorder:
     def __init__(self, node: Any):
         self.lock = threading.Lock()
         self.depth: dict[int, tuple[np.ndarray, float]] = {}
+        self.confidence: dict[int, np.ndarray] = {}
         self.cloud: Optional[PointCloud2] = None
         self.n_points = 0
         node.create_subscription(Image, "depth", self._on_depth, RELIABLE)
+        node.create_subscription(Image, "depth/confidence", self._on_confidence, RELIABLE)
         node.create_subscription(PointCloud2, "points", self._on_points, RELIABLE)
 
     def _on_depth(self, msg: Image) -> None:
         key = stamp_ns(msg.header.stamp)
         with self.lock:
             self.depth[key] = (np.array(image_to_numpy(msg)), time.monotonic())
+
+    def _on_confidence(self, msg: Image) -> None:
+        with self.lock:
+            self.confidence[stamp_ns(msg.header.stamp)] = np.array(image_to_numpy(msg))
 
     def _on_points(self, msg: PointCloud2) -> None:
         with self.lock:
@@ -80,7 +86,7 @@ def _publish_and_record(args: argparse.Namespace, proc: subprocess.Popen,
     intrinsics = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480).scaled_to(args.width,
                                                                               args.height)
     scene = random_indoor_scene(args.seed)
-    poses = demo_trajectory(scene, args.frames)
+    poses = demo_trajectory(scene, args.frames, height_m=args.camera_height)
     print(f"waiting for the depth node (model load)...", flush=True)
     if not wait_for_node(image_pub, proc, args.startup_timeout):
         return None
@@ -100,7 +106,9 @@ def _publish_and_record(args: argparse.Namespace, proc: subprocess.Popen,
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline and len(recorder.depth) < len(sent):
         time.sleep(0.05)
-    return _collect(recorder, sent, node)
+    record = _collect(recorder, sent, node)
+    record["intrinsics"] = intrinsics
+    return record
 
 
 def _header(stamp: Any):
@@ -111,12 +119,13 @@ def _header(stamp: Any):
 def _collect(recorder: Recorder, sent: dict, node: Any) -> dict[str, Any]:
     with recorder.lock:
         depth = dict(recorder.depth)
+        confidence = dict(recorder.confidence)
         cloud, n_points = recorder.cloud, recorder.n_points
     pairs, out_times = [], []
     for key, (pred, t_out) in sorted(depth.items()):
         if key in sent:
             rgb, truth, t_in = sent[key]
-            pairs.append((rgb, pred, truth, (t_out - t_in) * 1e3))
+            pairs.append((rgb, pred, truth, (t_out - t_in) * 1e3, confidence.get(key)))
             out_times.append(t_out)
     cloud_arrays = None
     if cloud is not None:

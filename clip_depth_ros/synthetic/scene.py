@@ -114,9 +114,11 @@ def _smoothstep(x: float) -> float:
     return x * x * (3 - 2 * x)
 
 
-def demo_trajectory(scene: Scene, n_frames: int) -> list[CameraPose]:
+def demo_trajectory(scene: Scene, n_frames: int,
+                    height_m: float | None = None) -> list[CameraPose]:
     """A slow, smooth loop: the camera pans from one piece of furniture to the next, dwelling on
-    each, while dollying gently inside the camera region at 1.2-1.6 m height."""
+    each, while dollying gently inside the camera region at 1.2-1.6 m height (``height_m``:
+    at that fixed height instead, as a camera on a robot)."""
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
     x0, x1, y0, y1 = camera_region(scene.room)
@@ -142,7 +144,7 @@ def demo_trajectory(scene: Scene, n_frames: int) -> list[CameraPose]:
         yaw = bearings[j] + (bearings[j + 1] - bearings[j]) * ease
         a, b = targets[j], targets[(j + 1) % len(targets)]
         dist = a[1] + (b[1] - a[1]) * ease
-        height = 1.4 + 0.2 * math.sin(2 * np.pi * phase)
+        height = 1.4 + 0.2 * math.sin(2 * np.pi * phase) if height_m is None else height_m
         look_z = a[2] + (b[2] - a[2]) * ease
         forward = np.array([math.cos(yaw), math.sin(yaw)])
         dolly = 0.5 * math.sin(4 * np.pi * phase)
