@@ -177,3 +177,16 @@ def test_init_weights_fine_tune_into_a_named_variant_config(tmp_path):
     sidecar = json.loads((tuned / "best.json").read_text())
     assert sidecar["config"]["camera_aware_scale"] is True
     assert sidecar["config"]["name"] == "tiny-mirror-camaware"
+
+
+def test_stop_at_ends_a_stage_early_on_the_full_schedule(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    extra = ("max_steps=6", "ckpt_every=100")
+    subprocess.run(_train_cmd(full, *extra), check=True, env=_env(), cwd=ROOT,
+                   capture_output=True, timeout=600)
+    subprocess.run(_train_cmd(cut, *extra, "stop_at=3"), check=True, env=_env(), cwd=ROOT,
+                   capture_output=True, timeout=600)
+    # the first three steps are those of the full run (same learning rates), then it stops
+    assert _curve(cut) == pytest.approx(_curve(full)[:3], rel=1e-5, abs=1e-6)
+    assert json.loads((cut / "checkpoints" / "latest.json").read_text())["step"] == 3
+    assert (cut / "checkpoints" / "step_0000003" / "model.safetensors").is_file()

@@ -88,6 +88,8 @@ class TrainConfig:
     train_backbone: bool = _key(False, "unfreeze the whole image encoder (training from scratch)")
     epochs: int = _key(10, "passes over the training set")
     max_steps: int = _key(0, "stop after this many optimizer steps (0 = epochs decide)")
+    stop_at: int = _key(0, "stop at this step, keeping the learning-rate schedule of "
+                           "max_steps/epochs (a stage cut short; 0 = run to the end)")
     batch_size: int = _key(8, "global batch over all processes")
     lr: float = _key(1e-4, "learning rate of the backbone / adapters")
     head_lr: float = _key(1e-3, "learning rate of the head (decoder, mirror, bins)")
@@ -229,8 +231,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for key in ("batch_size", "epochs", "log_every", "ckpt_every", "eval_every"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"{key} must be >= 1, not {getattr(cfg, key)}")
-    for key in ("max_steps", "warmup_steps", "lr", "head_lr", "weight_decay", "grad_clip",
-                "gradient_matching", "seed"):
+    for key in ("max_steps", "stop_at", "warmup_steps", "lr", "head_lr", "weight_decay",
+                "grad_clip", "gradient_matching", "seed"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must be >= 0, not {getattr(cfg, key)}")
     for key in ("train_samples", "val_samples", "workers", "seed"):

@@ -124,6 +124,8 @@ class Trainer:
             raise ConfigError(f"{len(self.train_set)} training samples make no batch of "
                               f"{cfg.batch_size}")
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        # stop_at ends the run early on the schedule of total_steps (a stage cut short)
+        self.stop_step = min(cfg.stop_at, self.total_steps) if cfg.stop_at else self.total_steps
         self.optimizer = torch.optim.AdamW(
             [{"params": self.groups["backbone"], "lr": cfg.lr, "name": "backbone"},
              {"params": self.groups["head"], "lr": cfg.head_lr, "name": "head"}],
@@ -262,7 +264,7 @@ class Trainer:
         if self.rank == 0 and self.progress["step"] >= self.total_steps:
             log.info("nothing left to train: step %d of %d", self.progress["step"],
                      self.total_steps)
-        while self.progress["step"] < self.total_steps and self.progress["epoch"] < max(
+        while self.progress["step"] < self.stop_step and self.progress["epoch"] < max(
                 self.cfg.epochs, math.ceil(self.total_steps / self.steps_per_epoch)):
             epoch = self.progress["epoch"]
             self.net.train()
@@ -276,8 +278,12 @@ class Trainer:
                 self._log_step(loss)
                 if self.progress["step"] % self.cfg.ckpt_every == 0:
                     self.checkpoint()
-                if self.progress["step"] >= self.total_steps:
+                if self.progress["step"] >= self.stop_step:
                     break
+            if self.progress["step"] < self.total_steps and self.progress["step"] >= \
+                    self.stop_step:
+                self.checkpoint()  # stopped early: keep exactly this step's weights
+                break
             if self.progress["step_in_epoch"] >= self.steps_per_epoch:
                 self.progress["epoch"] += 1
                 self.progress["step_in_epoch"] = 0
