@@ -188,3 +188,20 @@ def test_evaluate_anchors_worlds_views_with_each_views_camera_height():
             ratio = np.median(anchored[valid] / truth[valid])
             assert ratio == pytest.approx(1.0, abs=0.03), sample["name"]
     assert held >= 8  # the floor is in view and level enough in a good share of the views
+
+
+def test_contact_sheet_command_writes_every_family_and_refuses_mistakes(tmp_path, capsys):
+    import cv2
+
+    from clip_depth_ros.synthetic.worlds import main
+    out = tmp_path / "sheet.png"
+    assert main(["--out", str(out), "--per-family", "2", "--size", "40", "30"]) == 0
+    sheet = cv2.imread(str(out))
+    assert sheet.shape == (len(WORLD_FAMILIES) * 60, 80, 3)
+    for bad in (["--out", str(tmp_path / "x.gif")], ["--out", str(out), "--per-family", "0"],
+                ["--out", str(out), "--families", "castle"]):
+        with pytest.raises(SystemExit) as err:
+            main(bad)
+        assert err.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.gif").exists()

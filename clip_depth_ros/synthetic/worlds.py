@@ -334,3 +334,53 @@ def world_view(family: str, seed: int, index: int, width: int, height: int,
     if sensor:
         rgb = apply_sensor(rgb, random_sensor(rng), intrinsics.fx, rng)
     return rgb, depth, intrinsics, pose
+
+
+def contact_sheet(families: tuple[str, ...] = WORLD_FAMILIES, per_family: int = 4,
+                  width: int = 320, height: int = 240, seed: int = 0) -> np.ndarray:
+    """One row per family of ``per_family`` views (RGB above, depth 0-10 m below), RGB."""
+    import cv2
+    rows = []
+    for family in families:
+        tiles = []
+        for k in range(per_family):
+            rgb, depth, _, _ = world_view(family, seed + k, k, width, height)
+            metres = np.clip(np.nan_to_num(depth, posinf=10.0) / 10.0, 0, 1)
+            colour = cv2.applyColorMap((metres * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+            tiles.append(np.vstack([rgb, colour[..., ::-1]]))
+        row = np.hstack(tiles)
+        cv2.putText(row, family, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2)
+        rows.append(row)
+    return np.vstack(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clip_depth_ros.synthetic.worlds --out worlds.png``: a contact sheet."""
+    import cv2
+
+    from clip_depth_ros.errors import OneLineParser
+    ap = OneLineParser(prog="python -m clip_depth_ros.synthetic.worlds",
+                       description="Render a contact sheet of the synthetic world families "
+                                   "(each view above its depth, 0-10 m).")
+    ap.add_argument("--out", required=True, help="PNG or JPEG file to write")
+    ap.add_argument("--families", nargs="+", default=list(WORLD_FAMILIES),
+                    choices=WORLD_FAMILIES, metavar="FAMILY",
+                    help=f"families, of {', '.join(WORLD_FAMILIES)} (default: all)")
+    ap.add_argument("--per-family", type=int, default=4, help="views per family (default 4)")
+    ap.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"),
+                    help="view size in pixels (default 320 240)")
+    ap.add_argument("--seed", type=int, default=0, help="first world seed (default 0)")
+    args = ap.parse_args(argv)
+    if args.per_family < 1 or min(args.size) < 16 or args.seed < 0:
+        ap.error("--per-family must be >= 1, --size at least 16 16 and --seed >= 0")
+    if not args.out.lower().endswith((".png", ".jpg", ".jpeg")):
+        ap.error(f"--out must be a .png or .jpg file, not {args.out}")
+    sheet = contact_sheet(tuple(args.families), args.per_family, *args.size, seed=args.seed)
+    if not cv2.imwrite(args.out, sheet[..., ::-1]):
+        ap.error(f"could not write {args.out}")
+    print(f"wrote {args.out} ({len(args.families)} families x {args.per_family} views)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
