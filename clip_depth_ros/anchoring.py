@@ -94,9 +94,10 @@ def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_
         if below is None or below.sum() < max(min_inliers, 0.1 * estimate.support):
             break
         lower = grid.copy()
-        lower[grid] = below
-        estimate, below = _fit_floor(points[below], lower, camera_height_m, iterations,
-                                     inlier_rel, min_inliers, min_fraction, seed)
+        lower[grid] = below  # the grid cells of the points under the plane
+        points, grid = points[below], lower
+        estimate, below = _fit_floor(points, grid, camera_height_m, iterations, inlier_rel,
+                                     min_inliers, min_fraction, seed)
         if not estimate.ok:
             return _failed("floor_hidden", estimate.support)
     if estimate.ok and not 1 / MAX_SCALE_CORRECTION <= estimate.scale <= MAX_SCALE_CORRECTION:

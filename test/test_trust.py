@@ -261,3 +261,35 @@ def test_colours_are_made_after_the_anchor_and_off_steps_cost_nothing():
     off = DepthPipeline(backend, steps=[ScaleAnchor(TrustSettings(edge_filter=False)),
                                         PointTrust(TrustSettings(edge_filter=False))])
     assert not {"ScaleAnchor", "PointTrust"} & set(off.process(rgb, K).timings_ms)
+
+
+def test_ground_plane_refits_below_a_plane_more_than_once_on_distorted_predictions(monkeypatch):
+    """Model-like depth (a smooth random factor over the truth) makes the fit step down more
+    than once; each refit works on the points under the previous plane (a shape bug here once
+    raised on real predictions)."""
+    import cv2
+
+    import clip_depth_ros.anchoring as anchoring
+    from training.data.worlds import SyntheticWorldDataset
+    fits = []
+    original = anchoring._fit_floor
+
+    def counted(*args, **kwargs):
+        fits[-1] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(anchoring, "_fit_floor", counted)
+    data = SyntheticWorldDataset(24, (120, 160), seed=11, families=("room", "stairs", "lshape"))
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        sample = data[i]
+        field = cv2.resize(rng.normal(0, 0.35, (4, 5)).astype(np.float32), (160, 120),
+                           interpolation=cv2.INTER_CUBIC)
+        predicted = (sample["depth"] * np.exp(field)).astype(np.float32)
+        fits.append(0)
+        est = anchoring.fit_ground_plane(predicted, sample["intrinsics"],
+                                         sample["camera_height_m"])
+        assert est.ok or est.reason in ("no_floor", "floor_hidden", "implausible_scale")
+        if est.ok:
+            assert 1 / 3 <= est.scale <= 3
+    assert max(fits) == 3  # the path with two refits ran
