@@ -53,7 +53,8 @@ def headline_metrics(metadata: dict) -> Optional[tuple[str, str, str]]:
     heldout = metadata.get("heldout_eval") or {}
     metrics, split = heldout.get("metrics"), heldout.get("split") or {}
     if metrics and "d1" in metrics and "abs_rel" in metrics:
-        data = str(split.get("data", "?")).replace("synthetic-indoor", "synthetic rooms")
+        data = str(split.get("data", "?")).replace("synthetic-indoor", "synthetic rooms").replace(
+            "synthetic-worlds", "synthetic worlds")
         label = (f"held-out {data} ({split.get('samples', metrics.get('n_images', '?'))}, "
                  f"seed {split.get('seed', '?')})")
         return f"{metrics['d1']:.3f}", f"{metrics['abs_rel']:.3f}", label

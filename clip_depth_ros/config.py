@@ -315,6 +315,14 @@ def model_or_default(model: Optional[str],
     return model or None, weights or None
 
 
+# bundled weights that were shipped once and retired: name -> what to use instead
+RETIRED_WEIGHTS = {
+    "demo-mirror-camaware": "retired: demo-mirror is camera-aware itself since it was retrained "
+                            "on the varied synthetic worlds (issue 14); use weights "
+                            "demo-mirror",
+}
+
+
 def list_bundled_weights() -> list[str]:
     """Names of the weights shipped inside the package."""
     return sorted(p.stem for p in BUNDLED_WEIGHTS_DIR.glob("*.safetensors"))

@@ -181,7 +181,7 @@ def test_camera_info_files(tmp_path):
 def test_camera_aware_model_uses_the_focal_length_and_says_when_it_assumes(frame, capsys):
     """predict had no way to give a focal length and did not say it assumed the canonical
     camera; camera_info at 4x the image's size gives the same depth as its scaled fx."""
-    common = ["predict", str(frame), "--weights", "demo-mirror-camaware"]
+    common = ["predict", str(frame), "--weights", "demo-mirror"]
     assert main([*common, "--out", "canonical.png"]) == 0
     err = capsys.readouterr().err
     assert "canonical camera" in err and err.strip().count("\n") == 0

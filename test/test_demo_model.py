@@ -6,7 +6,7 @@ import pytest
 from clip_depth_ros.config import BUNDLED_WEIGHTS_DIR, resolve_weights
 from clip_depth_ros.weights import read_sidecar
 
-NAMES = ("demo-mirror", "demo-mirror-camaware")
+NAMES = ("demo-mirror",)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -17,8 +17,24 @@ def test_demo_weights_are_bundled_small_and_documented(name):
     meta = read_sidecar(weights)
     assert meta["config"]["name"] == name
     assert "training.train" in meta["metadata"]["command"]
-    assert meta["metadata"]["train_config"]["data"]["kind"] == "synthetic-indoor"
+    assert meta["metadata"]["train_config"]["data"]["kind"] == "synthetic-worlds"
     assert resolve_weights(name) == str(weights)
+    # camera-aware, with its own confidence, and its generalization on record: the
+    # in-distribution held-out worlds and the held-out hall family, three views each
+    config = meta["config"]
+    assert config["camera_aware_scale"] and config["mirror"]["uncertainty"]
+    report = meta["metadata"]["generalization"]
+    assert report["heldout_family"]["split"]["families"] == ["hall"]
+    for row in report.values():
+        for view in ("metric", "median_scaled", "ground_plane"):
+            assert 0 <= row[view]["d1"] <= 1
+
+
+def test_the_retired_camera_aware_name_says_what_replaced_it():
+    from clip_depth_ros.weights import WeightsError
+    from clip_depth_ros.model.factory import resolve_model_weights
+    with pytest.raises(WeightsError, match="demo-mirror is camera-aware"):
+        resolve_model_weights(None, "demo-mirror-camaware", None)
 
 
 @pytest.mark.slow

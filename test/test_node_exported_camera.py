@@ -1,4 +1,4 @@
-"""The camera contract through the live node: demo-mirror-camaware on onnxruntime gives the
+"""The camera contract through the live node: demo-mirror on onnxruntime gives the
 torch backend's metric depth at an 800 px lens (issue target: within 0.5%, median relative),
 after the node's deployment self-check passed at configure."""
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_camera_aware_model_on_onnxruntime_matches_torch_through_the_node(tmp_pa
     log = tmp_path / "node.log"
     rclpy.init()
     try:
-        with node_process("-p", "backend:=onnxruntime", "-p", "weights:=demo-mirror-camaware",
+        with node_process("-p", "backend:=onnxruntime", "-p", "weights:=demo-mirror",
                           "-p", f"engine_cache_dir:={tmp_path / 'cache'}",
                           log_path=log):
             probe = Probe("camaware_probe")
@@ -55,12 +55,12 @@ def test_camera_aware_model_on_onnxruntime_matches_torch_through_the_node(tmp_pa
         rclpy.shutdown()
     text = log.read_text()
     assert "deployment check against torch passed" in text and "backend onnxruntime" in text
-    torch_depth = create_backend("torch", model=None, weights="demo-mirror-camaware",
+    torch_depth = create_backend("torch", model=None, weights="demo-mirror",
                                  fast_path="never").infer(rgb, camera)
     rel = np.abs(depth - torch_depth) / torch_depth
     print(f"onnxruntime vs torch through the node: median relative {np.median(rel):.2e}")
     assert np.median(rel) < 0.005
     # the lens reached the graph: the canonical camera would give other metres
-    canonical = create_backend("torch", model=None, weights="demo-mirror-camaware",
+    canonical = create_backend("torch", model=None, weights="demo-mirror",
                                fast_path="never").infer(rgb)
     assert np.median(np.abs(depth / canonical - 1)) > 0.05

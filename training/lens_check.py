@@ -1,6 +1,6 @@
 """Lens check: does a model give the same metres for one room through a wide and a long lens?
 
-    python -m training.lens_check --weights demo-mirror-camaware --texture-scale 0.3
+    python -m training.lens_check --weights demo-mirror --texture-scale 0.3
     python -m training.lens_check --weights demo-mirror --plot lens.png
 
 Each room is rendered from one pose through two pinhole lenses of one sensor (640x480; by

@@ -51,8 +51,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "config JSON; empty = the config recorded with `weights`. A bundled name with "
               "bundled weights of that name uses them when `weights` is empty."),
     ParamSpec("weights", DEFAULT_WEIGHTS, "Trained parts: a .safetensors file (with its .json "
-              f"sidecar) or the name of bundled weights ({DEFAULT_WEIGHTS}: the small demo model "
-              "trained on synthetic rooms); empty = the bundled weights of `model`, else none "
+              f"sidecar) or the name of bundled weights ({DEFAULT_WEIGHTS}: the small camera-aware "
+              "demo model trained on synthetic worlds); empty = the bundled weights of `model`, "
+              "else none "
               "(then the backbone needs weights: a tag, a file, or 'random' said in words)."),
     ParamSpec("backbone_weights", "", "open_clip pretrained tag (e.g. openai), a local CLIP "
               "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
