@@ -132,8 +132,9 @@ def model_scale_depth(record: dict[str, Any], rgbs: list[np.ndarray]) -> list[np
     """The model's own metric depth (no anchor) for the frames, from the model the node ran,
     run here after the node has stopped (so the live numbers were not slowed down)."""
     from ..backends.torch_backend import TorchBackend
-    backend = TorchBackend(record["model"] or None, weights=record["weights"] or None,
-                           device="cpu")
+    # the weights' own recorded config, as the node used it (no model name to compare)
+    backend = TorchBackend(None if record["weights"] else record["model"] or None,
+                           weights=record["weights"] or None, device="cpu")
     return [backend.infer(rgb, record["intrinsics"]) for rgb in rgbs]
 
 
