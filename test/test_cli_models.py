@@ -45,8 +45,9 @@ def test_weights_table_marks_the_default_and_labels_the_split(capsys):
         split, metrics = held_out["split"], held_out["metrics"]
         # the README's held-out figure with its split, not the training validation's
         assert row[d1_at:].split()[:2] == [f"{metrics['d1']:.3f}", f"{metrics['abs_rel']:.3f}"]
-        assert row.endswith(f"held-out synthetic rooms ({split['samples']}, seed "
-                            f"{split['seed']})")
+        data = {"synthetic-indoor": "synthetic rooms",
+                "synthetic-worlds": "synthetic worlds"}[split["data"]]
+        assert row.endswith(f"held-out {data} ({split['samples']}, seed {split['seed']})")
 
 
 def test_training_validation_only_is_labelled_so():

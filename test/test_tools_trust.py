@@ -66,6 +66,9 @@ def test_evaluate_reports_the_anchored_metres(tmp_path):
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["scale_anchor"] == "sparse_depth" and metrics["anchor_held"] == 1.0
     assert "scale anchored with sparse_depth" in res.stdout
-    bad = _run("-m", "training.evaluate", "--weights", "demo-mirror", "--scale-anchor",
-               "ground_plane", "--out", str(tmp_path / "no"), cwd=ROOT)
+    # rooms carry no camera height per view: ground_plane needs --camera-height-m there
+    bad = _run("-m", "training.evaluate", "--weights", "demo-mirror", "--data",
+               "synthetic-indoor", "--scale-anchor", "ground_plane", "--out",
+               str(tmp_path / "no"), cwd=ROOT)
     assert bad.returncode == 2 and not (tmp_path / "no").exists()
+    assert "--camera-height-m" in bad.stderr
