@@ -1,7 +1,10 @@
 """Procedural indoor and street scenes rendered by analytic ray casting (RGB + metric z-depth).
 
-Pure numpy.  ``primitives`` describes scenes, ``render`` ray-casts them, ``scene`` and
-``street`` compose random rooms and streets, ``sampling`` draws random scenes and camera poses.
+Numpy (+ OpenCV for the sensor effects).  ``primitives`` describes scenes, ``render``
+ray-casts and lights them, ``scene`` and ``street`` compose random rooms and streets,
+``sampling`` draws random scenes and camera poses; ``worlds`` composes the varied world
+families (with the held-out hall family) that train the demo model, from ``photos`` (real
+photographs as textures) and ``sensor`` (a real camera's degradations).
 """
 from clip_depth_ros.synthetic.primitives import (
     Box,

@@ -288,6 +288,8 @@ def random_world_pose(world: World, rng: np.random.Generator) -> CameraPose:
     w, d, h = scene.room.size
     top = min(CAMERA_HEIGHT[1], h - 0.3)
     xy = (w / 2, d / 2)
+    # rejection sampling of a free spot (every family leaves one; after 200 misses the last
+    # draw is kept: a camera inside a box sees through it, nothing fails)
     for _ in range(200):
         xy = (rng.uniform(_CLEARANCE, w - _CLEARANCE), rng.uniform(_CLEARANCE, d - _CLEARANCE))
         spot = (xy[0], xy[0], xy[1], xy[1])
