@@ -35,6 +35,12 @@ def test_preview_adds_a_confidence_column_when_the_node_published_confidence():
     column = strip[40:, 2 * w:3 * w, 0].astype(int)
     assert (column[:, :4] == 0).all() and column[:, -1].min() >= 250
     assert (np.diff(column[:, 4:].mean(axis=0)) >= 0).all()  # brighter = more confident
+    # low confidences (the demo model's are near 0.02) are stretched over their own range,
+    # which the label names: the ranking stays visible
+    low = preview_strip([(rgb, truth, truth, confidence * 0.04)], 2.0, 4.0)
+    low_column = low[40:, 2 * w:3 * w, 0].astype(int)
+    assert low_column[:, -1].min() >= 250 and (low_column[:, :4] == 0).all()
+    assert not np.array_equal(low[:30], strip[:30])  # the label names the range
     # the truth moves one column right, still on the bar's scale
     np.testing.assert_array_equal(strip[40:, 3 * w:4 * w], colorize_depth(truth, 2.0, 4.0)[40:])
     # frames without confidence keep the three columns

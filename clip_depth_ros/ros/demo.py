@@ -90,26 +90,36 @@ def write_ply(path: Path, points_xyz: np.ndarray, rgb: Optional[np.ndarray]) -> 
 
 def preview_strip(frames: list[tuple], lo: float, hi: float) -> np.ndarray:
     """Rows of image | predicted depth | confidence | true depth (BGR): depth on one shared
-    colour scale of lo..hi metres, shown by a colour bar on the right; confidence (0 black ..
-    1 white) where the node published it, else that column is left out."""
+    colour scale of lo..hi metres, shown by a colour bar on the right; confidence in grey
+    from black to white over the range its values span in these frames (named in the
+    column's label; NaN = invalid depth, black), where the node published it, else that
+    column is left out."""
     import cv2
 
     from ..colorize import colorize_depth, with_colorbar
     with_confidence = all(len(f) > 3 and f[3] is not None for f in frames)
+    c_lo, c_hi = 0.0, 1.0
+    if with_confidence:
+        values = np.concatenate([f[3][np.isfinite(f[3])].ravel() for f in frames])
+        if values.size:
+            c_lo, c_hi = float(np.percentile(values, 1)), float(np.percentile(values, 99))
+            c_hi = c_hi if c_hi > c_lo else c_lo + 1e-6
     rows = []
     for frame in frames:
         rgb, pred, truth = frame[:3]
         tiles = [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), colorize_depth(pred, lo, hi)]
         if with_confidence:
-            grey = (np.nan_to_num(np.clip(frame[3], 0, 1)) * 255).astype(np.uint8)
+            scaled = np.clip((frame[3] - c_lo) / (c_hi - c_lo), 0, 1)
+            grey = (np.nan_to_num(scaled) * 255).astype(np.uint8)
             grey = cv2.resize(grey, (rgb.shape[1], rgb.shape[0]),
                               interpolation=cv2.INTER_NEAREST)
             tiles.append(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
         tiles.append(colorize_depth(truth, lo, hi))
         rows.append(np.hstack(tiles))
     strip = np.vstack(rows)
-    labels = ["image", "depth (m)"] + (["confidence"] if with_confidence else []) + \
-        ["true depth (m)"]
+    labels = ["image", "depth (m)"]
+    labels += [f"confidence {c_lo:.2f}-{c_hi:.2f}"] if with_confidence else []
+    labels += ["true depth (m)"]
     for k, label in enumerate(labels):
         cv2.putText(strip, label, (k * rgb.shape[1] + 10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
                     (255, 255, 255), 2)
