@@ -299,11 +299,21 @@ def list_models() -> list[str]:
     return sorted(p.stem for p in MODEL_CONFIG_DIR.glob("*.json"))
 
 
+# bundled weights that were shipped once and retired: name -> what to use instead
+RETIRED_WEIGHTS = {
+    "demo-mirror-camaware": "retired: demo-mirror is camera-aware itself since it was retrained "
+                            "on the varied synthetic worlds (issue 14); use weights "
+                            "demo-mirror",
+}
+
+
 def resolve_weights(name_or_path: str) -> str:
     """A weights path as given, or the bundled weights of that name (e.g. "demo-mirror")."""
     if not name_or_path or Path(name_or_path).expanduser().exists():
         return str(Path(name_or_path).expanduser()) if name_or_path else name_or_path
     bundled = BUNDLED_WEIGHTS_DIR / f"{name_or_path}.safetensors"
+    if not bundled.is_file() and name_or_path in RETIRED_WEIGHTS:
+        raise ConfigError(f"weights '{name_or_path}' were {RETIRED_WEIGHTS[name_or_path]}")
     return str(bundled) if bundled.is_file() else name_or_path
 
 
@@ -313,14 +323,6 @@ def model_or_default(model: Optional[str],
     if not model and not weights:
         return None, DEFAULT_WEIGHTS
     return model or None, weights or None
-
-
-# bundled weights that were shipped once and retired: name -> what to use instead
-RETIRED_WEIGHTS = {
-    "demo-mirror-camaware": "retired: demo-mirror is camera-aware itself since it was retrained "
-                            "on the varied synthetic worlds (issue 14); use weights "
-                            "demo-mirror",
-}
 
 
 def list_bundled_weights() -> list[str]:

@@ -31,10 +31,12 @@ def test_demo_weights_are_bundled_small_and_documented(name):
 
 
 def test_the_retired_camera_aware_name_says_what_replaced_it():
-    from clip_depth_ros.weights import WeightsError
+    from clip_depth_ros.errors import ClipDepthError
     from clip_depth_ros.model.factory import resolve_model_weights
-    with pytest.raises(WeightsError, match="demo-mirror is camera-aware"):
+    with pytest.raises(ClipDepthError, match="demo-mirror is camera-aware"):
         resolve_model_weights(None, "demo-mirror-camaware", None)
+    from training.evaluate import main  # every command goes through resolve_weights
+    assert main(["--weights", "demo-mirror-camaware"]) == 2
 
 
 @pytest.mark.slow

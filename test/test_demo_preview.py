@@ -61,7 +61,8 @@ def test_demo_options_are_checked_in_one_line(capsys):
 
     from clip_depth_ros.ros.demo import parse_args
     assert parse_args([]).scale_anchor == "ground_plane" and parse_args([]).camera_height == 1.4
-    for bad in (["--camera-height", "7"], ["--frames", "0"], ["--scale-anchor", "lidar"]):
+    for bad in (["--camera-height", "7"], ["--frames", "0"], ["--scale-anchor", "lidar"],
+                ["--camera-height", "2.95"]):  # above the seed-7 room's 3.02 m less 0.1
         with pytest.raises(SystemExit) as err:
             parse_args(bad)
         assert err.value.code == 2

@@ -220,6 +220,8 @@ def test_evaluate_unknown_data_kind_lists_the_kinds(tmp_path, capsys):
     (["--data", "nyu", "--split", "heldout"], ["synthetic"]),
     (["--model", "tiny-mirror", "--samples", "0"], ["--samples"]),
     (["--model", "tiny-mirror", "--families", "hall"], ["--families", "synthetic-worlds"]),
+    (["--model", "tiny-mirror", "--data", "synthetic-worlds", "--scale-anchor", "ground_plane",
+      "--camera-height-m", "1.5"], ["--camera-height-m", "each carry"]),
     (["--model", "tiny-mirror", "--data", "synthetic-worlds", "--families", "castle"],
      ["castle", "hall"]),
     (["--data", "nyu", "--root", "/no/such/nyu", "--list", "/no/list.txt",

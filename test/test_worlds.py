@@ -77,6 +77,27 @@ def _shadow_scene(lighting):
     return Scene(room=room, objects=[table], lighting=lighting)
 
 
+def test_a_round_column_is_lit_on_its_sunny_side_and_the_room_light_hangs_in_free_space():
+    from clip_depth_ros.synthetic import Cylinder
+    column = Cylinder((2.0, 2.0), 0.3, 0.0, 3.0, Material(color=(0.7, 0.7, 0.7), contrast=0.0))
+    room = Room(size=(4.0, 4.0, 3.0))
+    sun = Lighting(sun=(1.0, 0.0, 0.2), sun_strength=0.8, point=0.0, ambient=0.2)
+    pose = CameraPose(np.array([0.5, 2.0, 1.5]), yaw=0.0, pitch=0.0)  # sees its sunlit-less side
+    side = CameraPose(np.array([3.6, 2.0, 1.5]), yaw=math.pi, pitch=0.0)  # faces the sun side
+    for view in (pose, side):
+        shadowed, _ = render(Scene(room=room, objects=[column], lighting=sun), view, SMALL)
+        free, _ = render(Scene(room=room, objects=[column],
+                               lighting=replace(sun, shadows=False)), view, SMALL)
+        centre = np.s_[25:35, 37:43]  # the column's middle
+        # its own bounding box never shadows the column: shadows change nothing here
+        assert np.array_equal(shadowed[centre], free[centre])
+    for seed in range(40):  # the lamp is never inside the L's block or another object
+        world = random_world("lshape", seed)
+        light = world.scene.light_position()
+        assert not any(np.all(light >= obj.bounds()[0]) and np.all(light <= obj.bounds()[1])
+                       for obj in world.scene.objects)
+
+
 def test_an_object_casts_a_shadow_from_the_sun_and_exposure_scales_the_image():
     pose = CameraPose(np.array([0.6, 2.0, 2.2]), yaw=0.0, pitch=-math.radians(55))
     sun = Lighting(sun=(0.0, 0.0, 1.0), sun_strength=0.8, point=0.0, ambient=0.2)
@@ -144,6 +165,27 @@ def test_sensor_effects_each_change_the_image_as_a_camera_would():
     a = apply_sensor(image, effects, 100.0, np.random.default_rng(1))
     b = apply_sensor(image, effects, 100.0, np.random.default_rng(1))
     assert np.array_equal(a, b)
+
+
+def test_the_residual_lens_warp_stays_mild_even_for_wide_barrel_lenses():
+    """Undistorting with a slightly wrong k1 moves pixels a little, never by tens of pixels
+    (a strong barrel lens folds back beyond the image's corners: k1 is held off the fold)."""
+    from clip_depth_ros.synthetic.sensor import _residual_warp
+    h, w = 240, 320
+    xs = np.tile(np.arange(w, dtype=np.float32), (h, 1))
+    ys = np.tile(np.arange(h, dtype=np.float32)[:, None], (1, w))
+    coords = np.dstack([xs, ys, np.zeros_like(xs)])
+    rng = np.random.default_rng(0)
+    worst = []
+    for _ in range(60):
+        effects = random_sensor(rng)
+        focal = float(np.exp(rng.uniform(np.log(125.0), np.log(500.0))))
+        k1 = effects.distortion_k1
+        out = _residual_warp(coords, k1, k1 * (1 + effects.calibration_error), focal)
+        worst.append(float(np.hypot(out[..., 0] - xs, out[..., 1] - ys).max()))
+        exact = _residual_warp(coords, k1, k1, focal)  # the right k1: the pinhole image
+        assert np.abs(exact[..., :2] - coords[..., :2]).max() < 0.01
+    assert max(worst) < 4.0 and np.median(worst) < 1.5, worst
 
 
 def test_synthetic_worlds_dataset_and_its_configuration():

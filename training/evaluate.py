@@ -120,10 +120,16 @@ def evaluate(backend: TorchBackend, dataset: Any, crop: str = "none", flip_tta: 
         metrics.update(scale_anchor=trust.scale_anchor, anchor_held=held / max(len(dataset), 1),
                        **({"sparse_share": sparse_share}
                           if trust.scale_anchor == "sparse_depth" else
-                          {"camera_height_m": trust.camera_height_m}))
+                          {"camera_height_m": "per view" if split_has_heights(split)
+                           else trust.camera_height_m}))
     if split is not None:
         metrics.update(split=split.get("name", CUSTOM), split_settings=dict(split))
     return metrics, kept + [{"errors": np.concatenate(errors) if errors else np.zeros((0, 2))}]
+
+
+def split_has_heights(split: Optional[dict[str, Any]]) -> bool:
+    """Whether the split's samples carry their camera height (synthetic-worlds views)."""
+    return bool(split) and split.get("data") == "synthetic-worlds"
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -309,8 +315,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     backend = TorchBackend(args.model, weights=args.weights,
                            backbone_weights=args.backbone_weights, device=args.device)
     trust = trust_settings_from_args(args)
+    if split_has_heights(split) and trust.camera_height_m > 0:
+        raise ConfigError("--camera-height-m is for a fixed mount; synthetic-worlds views each "
+                          "carry their own camera height, which the anchor is told")
     if (trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0
-            and split["data"] != "synthetic-worlds"):  # worlds' views carry their height
+            and not split_has_heights(split)):
         raise ConfigError("--scale-anchor ground_plane needs --camera-height-m (a fixed mount, "
                           "e.g. KITTI's 1.65 m)")
     if not 0 < args.sparse_share <= 1:

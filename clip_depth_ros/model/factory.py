@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 import torch
 
 from ..config import (BACKBONE_CONFIG_DIR, BUNDLED_WEIGHTS_DIR, ConfigError, ModelConfig,
-                      RETIRED_WEIGHTS, get_model_config, resolve_weights)
+                      get_model_config, resolve_weights)
 from ..weights import (WeightsError, load_state_strict, load_tensor_file, read_sidecar,
                        save_tensor_file)
 from .backbone import TextEncoder
@@ -88,8 +88,6 @@ def resolve_model_weights(name: Union[str, ModelConfig, None], weights: Optional
     if weights:
         resolved = resolve_weights(weights)
         if not Path(resolved).is_file():
-            if weights in RETIRED_WEIGHTS:
-                raise WeightsError(f"weights '{weights}' were {RETIRED_WEIGHTS[weights]}")
             raise WeightsError(f"weights '{weights}' not found: give a .safetensors file (with "
                                f"its .json sidecar) or a bundled name ({_bundled_names()})")
         return resolved

@@ -50,9 +50,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.frames < 1 or args.rate <= 0 or args.width < 16 or args.height < 16:
         ap.error("--frames must be >= 1, --rate > 0 and --width/--height >= 16")
-    if not 0.1 <= args.camera_height <= 3.0:
-        ap.error(f"--camera-height must be 0.1-3 m (inside the demo room), not "
-                 f"{args.camera_height}")
+    from ..synthetic import random_indoor_scene
+    ceiling = float(random_indoor_scene(args.seed).room.size[2])
+    if not 0.1 <= args.camera_height <= ceiling - 0.1:
+        ap.error(f"--camera-height must be 0.1-{ceiling - 0.1:.2f} m (inside the room of "
+                 f"--seed {args.seed}, {ceiling:.2f} m high), not {args.camera_height}")
     return args
 
 
@@ -216,9 +218,9 @@ def write_outputs(args: argparse.Namespace, out: Path, record: dict[str, Any]) -
     if own is not None:
         summary.update(model_scale_d1=float(np.mean([e["d1"] for e in own])),
                        model_scale_abs_rel=float(np.mean([e["abs_rel"] for e in own])),
-                       anchor_scale_median=float(np.median(scales)),
-                       anchor_scale_p5_p95=[float(np.percentile(scales, 5)),
-                                            float(np.percentile(scales, 95))])
+                       anchor_scale_median=float(np.median(scales)) if scales else 1.0,
+                       anchor_scale_p5_p95=[float(np.percentile(scales, q)) if scales else 1.0
+                                            for q in (5, 95)])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print_summary(summary, out)
     return 0

@@ -204,7 +204,8 @@ def _occluded(casters: list, points: np.ndarray, direction: np.ndarray,
               max_t: np.ndarray | float) -> np.ndarray:
     """Which points (3, N) have an object between them and a light ``direction`` away
     ((3,) or (3, N), parameter 1 = the light for a point light, max_t), by the slab method on
-    each caster's bounding box (a cylinder shadows like its box: simple shadows)."""
+    each caster's bounding box (a cylinder shadows like its box: simple shadows; a box that
+    contains the point itself never shadows it)."""
     blocked = np.zeros(points.shape[1], dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = np.float32(1.0) / direction
@@ -217,7 +218,9 @@ def _occluded(casters: list, points: np.ndarray, direction: np.ndarray,
                 t2 = (np.float32(hi[a]) - points[a]) * inv_a
                 np.maximum(t_near, np.minimum(t1, t2), out=t_near)
                 np.minimum(t_far, np.maximum(t1, t2), out=t_far)
-            blocked |= (t_near <= t_far) & (t_far > 0) & (t_near < max_t)
+            # an entry in front of the point; a ray starting inside a caster's box (a point
+            # on a cylinder, whose box contains it) is not blocked by that box
+            blocked |= (t_near <= t_far) & (t_near > 0) & (t_near < max_t)
     return blocked
 
 

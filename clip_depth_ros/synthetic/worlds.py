@@ -246,7 +246,8 @@ _BUILDERS = {"room": _room_world, "corridor": _corridor_world, "lshape": _lshape
 
 
 def world_family(seed: int, families: tuple[str, ...] = TRAIN_FAMILIES) -> str:
-    """The family of world ``seed`` in a mixture of ``families`` (FAMILY_WEIGHTS, else equal)."""
+    """The family of world ``seed`` in a mixture of ``families``, weighted by FAMILY_WEIGHTS
+    (a family it does not list, such as the held-out hall, weighs 1.0)."""
     weights = np.array([FAMILY_WEIGHTS.get(f, 1.0) for f in families], dtype=float)
     rng = np.random.default_rng([seed, 17])
     return families[int(rng.choice(len(families), p=weights / weights.sum()))]
@@ -266,8 +267,13 @@ def random_world(family: str, seed: int) -> World:
     surfaces = _Surfaces(rng, photos, photo_p)
     room, objects, taken = _BUILDERS[family](rng, surfaces)
     size = room.size
-    light = np.array([rng.uniform(0.3, 0.7) * size[0], rng.uniform(0.3, 0.7) * size[1],
-                      size[2] - 0.2])
+    light = np.array([size[0] / 2, size[1] / 2, size[2] - 0.2])
+    for _ in range(100):  # the lamp hangs in free space, not inside the L's block or a column
+        light = np.array([rng.uniform(0.15, 0.85) * size[0], rng.uniform(0.15, 0.85) * size[1],
+                          size[2] - 0.2])
+        if not any(np.all(light >= o.bounds()[0] - 0.1) and np.all(light <= o.bounds()[1] + 0.1)
+                   for o in objects):
+            break
     scene = Scene(room=room, objects=objects, light=light, lighting=_lighting(rng, False))
     return World(family, scene, taken)
 
