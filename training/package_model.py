@@ -46,10 +46,12 @@ def evaluate_heldout(weights: str, split: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def generalization(weights: str, split: dict[str, Any]) -> dict[str, Any]:
+def generalization(weights: str, split: dict[str, Any],
+                   heldout_metrics: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """d1 / AbsRel of ``weights`` on a synthetic-worlds split and on the held-out world
     family's split of the same settings, each as metric depth, median-scaled (the structure
-    alone), and with the node's ground_plane anchor told each view's camera height."""
+    alone), and with the node's ground_plane anchor told each view's camera height.
+    ``heldout_metrics``: the metric evaluation of ``split`` already made (not repeated)."""
     from clip_depth_ros.synthetic.worlds import HELDOUT_FAMILY
     from clip_depth_ros.trust import TrustSettings
     backend = TorchBackend(None, weights=weights)
@@ -63,7 +65,11 @@ def generalization(weights: str, split: dict[str, Any]) -> dict[str, Any]:
         for view, median, trust in (("metric", False, None), ("median_scaled", True, None),
                                     ("ground_plane", False,
                                      TrustSettings(scale_anchor="ground_plane"))):
-            metrics, _ = evaluate(backend, data, keep=0, use_median_scale=median, trust=trust)
+            if label == "in_distribution" and view == "metric" and heldout_metrics:
+                metrics = heldout_metrics
+            else:
+                metrics, _ = evaluate(backend, data, keep=0, use_median_scale=median,
+                                      trust=trust)
             row[view] = {k: metrics[k] for k in ("d1", "abs_rel", "rmse")}
             if trust is not None:
                 row[view]["anchor_held"] = metrics["anchor_held"]
@@ -103,7 +109,7 @@ def package(run: Path, name: str, split: dict[str, Any], force: bool = False,
     meta = sidecar.setdefault("metadata", {})
     meta["heldout_eval"] = {"split": {"name": HELDOUT, **split}, "metrics": metrics}
     if split["data"] == "synthetic-worlds":
-        meta["generalization"] = generalization(str(best), split)
+        meta["generalization"] = generalization(str(best), split, metrics)
         for label, row in meta["generalization"].items():
             print(f"{label:>16s}: d1 metric {row['metric']['d1']:.3f}, median-scaled "
                   f"{row['median_scaled']['d1']:.3f}, ground_plane "

@@ -37,6 +37,12 @@ CAMERAS = {"indoor": NYU_CAMERA, "street": KITTI_CAMERA}
 MAX_DEPTH = {"indoor": math.inf, "street": 120.0}
 SCENE_SEED_STRIDE = 100003  # scene seed = seed * stride + index // poses_per_scene
 
+
+def scene_seed_of(seed: int, index: int, poses_per_scene: int) -> int:
+    """Seed of the scene (or world) sample ``index`` of a synthetic split ``seed`` shows:
+    splits of different seeds never share one (the stride exceeds any split's scenes)."""
+    return seed * SCENE_SEED_STRIDE + index // poses_per_scene
+
 Sample = dict[str, Any]
 
 
@@ -92,7 +98,7 @@ class SyntheticDepthDataset(Dataset):
 
     def scene_seed(self, index: int) -> int:
         """Seed of the scene that sample ``index`` shows."""
-        return self.seed * SCENE_SEED_STRIDE + index // self.poses_per_scene
+        return scene_seed_of(self.seed, index, self.poses_per_scene)
 
     def _scene(self, index: int) -> Any:
         scene_seed = self.scene_seed(index)

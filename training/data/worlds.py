@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from clip_depth_ros.synthetic.worlds import (FOCAL_AT_640, TRAIN_FAMILIES, WORLD_FAMILIES,
                                              random_world, world_family, world_view)
 
-from .synthetic import SCENE_SEED_STRIDE
+from .synthetic import scene_seed_of
 from .transforms import transform_with_twin
 
 Sample = dict[str, Any]
@@ -60,7 +60,7 @@ class SyntheticWorldDataset(Dataset):
 
     def world_seed(self, index: int) -> int:
         """Seed of the world sample ``index`` shows."""
-        return self.seed * SCENE_SEED_STRIDE + index // self.poses_per_scene
+        return scene_seed_of(self.seed, index, self.poses_per_scene)
 
     def family(self, index: int) -> str:
         """World family of sample ``index``."""
