@@ -18,3 +18,11 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_report_header(config) -> str:
+    """Free the shared memory that dead DDS processes left (see dds_shm) before anything runs."""
+    import dds_shm
+    removed = dds_shm.remove_orphans()
+    return f"DDS shared memory: {removed} orphaned 64 MiB segment(s) removed, " \
+           f"{len(dds_shm.segments())} in use"

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
+import dds_shm
+
 from clip_depth_ros.ros.params import PARAMS
 from ros_harness import PARAMS_FILE, RELIABLE, ROOT, Probe, node_process, rgb_image
 
@@ -70,6 +72,25 @@ def test_without_camera_info_depth_flows_points_do_not_and_one_warning(ros, tmp_
         assert proc.poll() is None
     warnings = [line for line in log.read_text().splitlines() if "no camera_info" in line]
     assert len(warnings) == 1, warnings
+
+
+@pytest.mark.ros
+def test_a_stopped_node_leaves_no_shared_memory_behind(ros, tmp_path):
+    """SIGTERM while frames flow: the node's 64 MiB DDS segment goes with it (it used to
+    stay in /dev/shm, in RAM, after every run: a CI machine ran out of memory on them)."""
+    probe = Probe("shm_probe")
+    probe.subscribe(Image, "/shm/depth")
+    pub = probe.node.create_publisher(Image, "/shm/image", RELIABLE)
+    before = dds_shm.segments()
+    with node_process(namespace="/shm", log_path=tmp_path / "node.log"):
+        _wait_subscribed(probe, pub)
+        assert len(dds_shm.segments() - before) >= 1  # the node's own segment exists
+        for i in range(4):
+            pub.publish(rgb_image(64, 48, Time(sec=i), seed=i))
+            time.sleep(0.3)
+        assert probe.wait_for(lambda: len(probe.messages("/shm/depth")) >= 2, 20)
+    probe.close()
+    assert dds_shm.segments() - before == set()
 
 
 @pytest.mark.ros

@@ -233,6 +233,12 @@ class DepthNode(LifecycleNode):
         self.health.last_error = "shut down"
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        """Stop the worker and drop topics first (as on_shutdown): else the DDS participant
+        outlives rclpy's shutdown and its 64 MiB shared-memory segment outlives the process."""
+        self.on_shutdown(None)
+        super().destroy_node()
+
     def _release(self) -> None:
         self._running = False
         self._slot.close()
