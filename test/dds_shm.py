@@ -1,4 +1,6 @@
-"""Fast DDS shared-memory segments in /dev/shm: list them, remove the ones left by dead processes.
+"""Fast DDS shared-memory segments in /dev/shm: list them, remove those of dead processes.
+
+Names: fastdds_<16 hex> (Fast DDS 3, Kilted wheels), fastrtps_<16 hex> (Fast DDS 2, Jazzy).
 
 Every DDS participant under the test profile (config/fastdds_shm.xml) owns a 64 MiB segment
 in /dev/shm, which is RAM.  A process that dies without tearing its participant down leaves
@@ -15,7 +17,7 @@ import re
 from pathlib import Path
 
 SHM_DIR = Path("/dev/shm")
-SEGMENT = re.compile(r"^fastdds_[0-9a-f]{16}$")
+SEGMENT = re.compile(r"^(fastdds|fastrtps)_[0-9a-f]{16}$")  # Fast DDS 3 | 2 (Jazzy)
 
 
 def segments() -> set[str]:
