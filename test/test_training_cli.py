@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from clip_depth_ros.errors import ConfigError
 from clip_depth_ros.model import create_model, save_weights
 from training.config import DATA_KINDS, TrainConfig, all_keys
 from training.metrics import METRIC_KEYS
@@ -90,6 +91,17 @@ def test_set_values_are_typed_lists_and_nested_keys_work():
     assert cfg.data.render_size == [48, 64] and cfg.data.kind == "synthetic-street"
     assert cfg.max_steps == 5 and cfg.lr == 1e-3 and cfg.init_weights is None
     assert cfg.data.focal_range == [100.0, 300.0]
+
+
+def test_set_takes_yaml_flow_lists_as_the_config_files_write_them():
+    from training.config import load_train_config
+    cfg = load_train_config(None, ["data.kind=synthetic-worlds", "data.families=[hall]",
+                                   "data.render_size=[48, 64]"])
+    assert cfg.data.families == ["hall"] and cfg.data.render_size == [48, 64]
+    cfg = load_train_config(None, ["data.kind=synthetic-worlds", "data.families=[room, corridor]"])
+    assert cfg.data.families == ["room", "corridor"]
+    with pytest.raises(ConfigError, match="data.families"):
+        load_train_config(None, ["data.kind=synthetic-worlds", "data.families=[castle]"])
 
 
 def test_train_help_lists_every_config_key_with_type_default_and_description(capsys):

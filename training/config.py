@@ -308,9 +308,14 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         return key.split("."), None if nullable and text in ("null", "None", "") else text
     try:
         value: Any = json.loads(text)
-    except json.JSONDecodeError:
-        lowered = text.strip().lower()
-        value = {"true": True, "false": False, "none": None}.get(lowered, text)
+    except json.JSONDecodeError:  # YAML's flow style as the config files use it: [hall, room]
+        import yaml
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, str) or value is None:
+            value = {"true": True, "false": False, "none": None}.get(text.strip().lower(), text)
     try:
         return key.split("."), _coerce(value, hint)
     except (TypeError, ValueError, OverflowError):
