@@ -190,3 +190,8 @@ def test_stop_at_ends_a_stage_early_on_the_full_schedule(tmp_path):
     assert _curve(cut) == pytest.approx(_curve(full)[:3], rel=1e-5, abs=1e-6)
     assert json.loads((cut / "checkpoints" / "latest.json").read_text())["step"] == 3
     assert (cut / "checkpoints" / "step_0000003" / "model.safetensors").is_file()
+    # the stage's last step is evaluated and exported as its best (it used to export none)
+    assert json.loads((cut / "best.json").read_text())["metadata"]["best"]["step"] == 3
+    again = subprocess.run(_train_cmd(cut, *extra, "stop_at=3"), env=_env(), cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "nothing left to train: step 3 of 3" in again.stderr

@@ -260,10 +260,10 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.progress["step"], disable=self.rank != 0,
                    desc="train", unit="step", dynamic_ncols=True)
         # same on every rank: all loaded the same checkpoint
-        unevaluated_end = self.progress["step"] >= self.total_steps and not self._evaluated()
-        if self.rank == 0 and self.progress["step"] >= self.total_steps:
+        unevaluated_end = self.progress["step"] >= self.stop_step and not self._evaluated()
+        if self.rank == 0 and self.progress["step"] >= self.stop_step:
             log.info("nothing left to train: step %d of %d", self.progress["step"],
-                     self.total_steps)
+                     self.stop_step)
         while self.progress["step"] < self.stop_step and self.progress["epoch"] < max(
                 self.cfg.epochs, math.ceil(self.total_steps / self.steps_per_epoch)):
             epoch = self.progress["epoch"]
@@ -282,7 +282,7 @@ class Trainer:
                     break
             if self.progress["step"] < self.total_steps and self.progress["step"] >= \
                     self.stop_step:
-                self.checkpoint()  # stopped early: keep exactly this step's weights
+                self._end_of_epoch()  # stopped early: evaluate, keep this step's weights
                 break
             if self.progress["step_in_epoch"] >= self.steps_per_epoch:
                 self.progress["epoch"] += 1
@@ -304,7 +304,7 @@ class Trainer:
         evaluation and the best so far; best.safetensors is exported from it."""
         metrics = None
         epoch_done = self.progress["step_in_epoch"] == 0
-        last = self.progress["step"] >= self.total_steps
+        last = self.progress["step"] >= self.stop_step  # stop_at's step is the last too
         if self.rank == 0 and ((epoch_done and self.progress["epoch"] % self.cfg.eval_every == 0)
                                or last):
             metrics = validate(self.model, self.val_set, self.device, self.cfg.data.workers)
