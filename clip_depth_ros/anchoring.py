@@ -23,6 +23,7 @@ MAX_CAMERA_HEIGHT_M = 10.0
 # a floor fit implying the model's metres are off by more than this factor is not the floor
 # (a tilted plane through far furniture when no floor is in view): the fit is refused
 MAX_SCALE_CORRECTION = 3.0
+MAX_REFITS = 3  # surfaces above the floor (a table on a crate on the floor) tried below each other
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,20 @@ def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_
     points, grid = floor_samples(depth_m, intrinsics)
     estimate, below = _fit_floor(points, grid, camera_height_m, iterations, inlier_rel,
                                  min_inliers, min_fraction, seed)
-    for _ in range(2):
+    # a floor found under another surface must still be a share of the whole lower view
+    refit_min = max(min_inliers, int(min_fraction * len(points)))
+    for refits in range(MAX_REFITS + 1):
         # Nothing is seen below the floor: a plane with much of the view under it is the top
         # of a low box or table under a low camera, not the floor, which lies below it.
         if below is None or below.sum() < max(min_inliers, 0.1 * estimate.support):
             break
+        if refits == MAX_REFITS:  # still a surface under the last plane: not the floor
+            return _failed("floor_hidden", estimate.support)
         lower = grid.copy()
         lower[grid] = below  # the grid cells of the points under the plane
         points, grid = points[below], lower
         estimate, below = _fit_floor(points, grid, camera_height_m, iterations, inlier_rel,
-                                     min_inliers, min_fraction, seed)
+                                     refit_min, min_fraction, seed)
         if not estimate.ok:
             return _failed("floor_hidden", estimate.support)
     if estimate.ok and not 1 / MAX_SCALE_CORRECTION <= estimate.scale <= MAX_SCALE_CORRECTION:

@@ -69,6 +69,29 @@ def test_ground_plane_never_takes_a_box_top_under_a_low_camera_for_the_floor():
     assert est.ok and est.scale == pytest.approx(0.5, rel=0.01)
 
 
+def test_ground_plane_refuses_a_surface_that_still_has_surfaces_under_it():
+    from clip_depth_ros.synthetic import Box, CameraPose, Room, Scene
+    small = Intrinsics(120, 120, 79.5, 59.5, 160, 120)
+    # four steps 0.8 / 0.6 / 0.4 / 0.2 m high fill the lower view of a camera 1.3 m up; each
+    # refit goes one step down, and under the last one tried there is still a step: refused
+    # (it used to return the 0.4 m step as the floor, 1.44x off)
+    pose = CameraPose(np.array([0.05, 3.0, 1.3]), yaw=0.0, pitch=-0.35)
+    scene = Scene(room=Room(size=(8.0, 6.0, 3.0)), objects=[
+        Box((x0, 0.5, 0.0), (x0 + 0.7, 5.5, top))
+        for x0, top in ((0.2, 0.8), (0.9, 0.6), (1.6, 0.4), (2.3, 0.2))])
+    _, depth = render(scene, pose, small)
+    est = fit_ground_plane(depth * 2.0, small, 1.3)
+    assert not est.ok and est.reason == "floor_hidden"
+    # three steps and the floor: found under them
+    pose = CameraPose(np.array([0.05, 3.0, 1.0]), yaw=0.0, pitch=-0.2)
+    scene = Scene(room=Room(size=(8.0, 6.0, 3.0)), objects=[
+        Box((x0, 0.5, 0.0), (x0 + 0.7, 5.5, top))
+        for x0, top in ((0.2, 0.6), (0.9, 0.45), (1.6, 0.3))])
+    _, depth = render(scene, pose, small)
+    est = fit_ground_plane(depth * 2.0, small, 1.0)
+    assert est.ok and est.scale == pytest.approx(0.5, rel=0.02)
+
+
 def test_ground_plane_refuses_a_fit_that_would_change_the_scale_more_than_3x():
     _, depth, height = _view(0, 0)
     assert fit_ground_plane(depth * 2.5, K, height).ok
@@ -292,4 +315,4 @@ def test_ground_plane_refits_below_a_plane_more_than_once_on_distorted_predictio
         assert est.ok or est.reason in ("no_floor", "floor_hidden", "implausible_scale")
         if est.ok:
             assert 1 / 3 <= est.scale <= 3
-    assert max(fits) == 3  # the path with two refits ran
+    assert max(fits) >= 2  # a refit ran (deeper refits: the staircase test above)
