@@ -13,7 +13,9 @@ Printed per split and lens: metric d1 and AbsRel (mean over views), the median
 anchored/true scale, and how often the anchor held.  Confidence (``confidence.depth_confidence``
 with the model's own term): the sparsification curve (AbsRel of the kept pixels as the least
 confident are removed), its AUSE against the oracle ordering by true error, and the share of
-views where the more confident half has the lower AbsRel.  ``--plot`` draws the curves.
+views where the more confident half has the lower AbsRel; the same once more on the
+prediction median-scaled to the truth ("shape": how well it ranks the errors an anchor
+cannot remove, the frame's scale error set aside).  ``--plot`` draws the curves.
 A benchmark prints tables; nothing here asserts.  ``python -m benchmarks.trust_accuracy -h``.
 """
 from __future__ import annotations
@@ -74,8 +76,7 @@ def anchored(method: str, pred: np.ndarray, view: tuple, seed: int) -> tuple[np.
     """The depth after ``method``'s anchor (through trust.ScaleAnchor, as the node runs it)."""
     rgb, true, height, camera = view
     if method == "oracle":
-        valid = np.isfinite(true) & (true > 0)
-        return pred * np.float32(np.median(true[valid] / pred[valid])), True
+        return pred * np.float32(oracle_scale(pred, true, np.inf)), True
     if method == "none":
         return pred, True
     settings = TrustSettings(scale_anchor="ground_plane" if method == "ground_plane"
@@ -103,11 +104,17 @@ def sparsification(pred: np.ndarray, true: np.ndarray, conf: np.ndarray,
     return curve, oracle
 
 
+def oracle_scale(pred: np.ndarray, true: np.ndarray, cap: float) -> float:
+    """median(true / pred) over the valid pixels: the frame's scale error."""
+    valid = np.isfinite(true) & (true > 1e-3) & (true <= cap) & np.isfinite(pred) & (pred > 0)
+    return float(np.median(true[valid] / pred[valid])) if valid.any() else 1.0
+
+
 def evaluate(backend: Any, kind: str, count: int, seed: int, focal: float) -> dict[str, Any]:
     """One split at one lens: per method d1 / AbsRel / scale / held, and the confidence."""
     cap = CAP_M[kind]
     rows = {m: [] for m in METHODS}
-    curves, oracles, halves = [], [], []
+    curves, oracles, halves, shape_halves, shape_ause = [], [], [], [], []
     for i, view in enumerate(views(kind, count, seed, focal)):
         rgb, true, _, camera = view
         out = backend.infer_frame(rgb, camera)
@@ -119,6 +126,10 @@ def evaluate(backend: Any, kind: str, count: int, seed: int, focal: float) -> di
         curves.append(curve)
         oracles.append(oracle)
         halves.append(curve[5] < curve[0])  # the more confident half beats all pixels
+        shape, shape_oracle = sparsification(out.depth_m * oracle_scale(out.depth_m, true, cap),
+                                             true, conf, cap)
+        shape_halves.append(shape[5] < shape[0])
+        shape_ause.append(np.trapezoid(shape - shape_oracle, FRACTIONS))
     table = {m: {"d1": float(np.mean([r[0] for r in v])),
                  "abs_rel": float(np.mean([r[1] for r in v])),
                  "median_scale": float(np.median([r[2] for r in v])),
@@ -127,7 +138,9 @@ def evaluate(backend: Any, kind: str, count: int, seed: int, focal: float) -> di
     return {"kind": kind, "focal_px": focal, "views": count, "methods": table,
             "sparsification": curve.tolist(), "oracle_sparsification": oracle.tolist(),
             "ause": float(np.trapezoid(curve - oracle, FRACTIONS)),
-            "confident_half_better": float(np.mean(halves))}
+            "confident_half_better": float(np.mean(halves)),
+            "shape_ause": float(np.mean(shape_ause)),
+            "shape_confident_half_better": float(np.mean(shape_halves))}
 
 
 def print_result(result: dict[str, Any]) -> None:
@@ -138,7 +151,9 @@ def print_result(result: dict[str, Any]) -> None:
         print(f"{method:<14}{row['d1']:8.3f}{row['abs_rel']:9.3f}{row['median_scale']:8.3f}"
               f"{100 * row['held']:6.0f}%")
     print(f"confidence: AUSE {result['ause']:.4f}, more confident half better on "
-          f"{100 * result['confident_half_better']:.0f}% of views")
+          f"{100 * result['confident_half_better']:.0f}% of views; median-scaled: AUSE "
+          f"{result['shape_ause']:.4f}, better on "
+          f"{100 * result['shape_confident_half_better']:.0f}%")
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
