@@ -36,3 +36,28 @@ def test_one_view_reports_metric_and_median_scaled_confidence(tmp_path, capsys):
         assert result[key] in (0.0, 1.0)
     assert abs(result["methods"]["oracle"]["median_scale"] - 1.0) < 0.01
     assert "median-scaled: AUSE" in capsys.readouterr().out
+
+
+def test_floor_consistency_on_the_truth_is_exact_and_sees_a_warped_floor():
+    from benchmarks.floor_consistency import view_measures
+    from training.data.worlds import SyntheticWorldDataset
+    data = SyntheticWorldDataset(12, (120, 160), seed=3, families=("room",))
+    measured = 0
+    for i in range(12):
+        sample = data[i]
+        true = np.where(sample["valid_mask"], sample["depth"], np.nan).astype(np.float32)
+        camera, height = sample["intrinsics"], sample["camera_height_m"]
+        exact = view_measures(true * 0.5, true, camera, height)
+        if exact is None:
+            continue  # too little floor in this view
+        measured += 1
+        assert abs(exact["own"] - np.log(2)) < 1e-3
+        assert exact["floor_bound"] < 1e-3 and exact["normal_deg"] < 0.5
+        assert exact["held"] and exact["anchor"] < 0.02
+        # lower rows drawn up to 30% closer: the floor disagrees with the rest of the frame
+        rows = np.linspace(1.0, 0.7, true.shape[0], dtype=np.float32)[:, None]
+        assert view_measures(true * rows, true, camera, height)["floor_bound"] > 0.03
+        # the left side drawn up to 30% closer: the predicted floor rolls
+        columns = np.linspace(0.7, 1.0, true.shape[1], dtype=np.float32)[None, :]
+        assert view_measures(true * columns, true, camera, height)["normal_deg"] > 2.0
+    assert measured >= 3
