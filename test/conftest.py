@@ -20,9 +20,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def pytest_report_header(config) -> str:
-    """Free the shared memory that dead DDS processes left (see dds_shm) before anything runs."""
+def pytest_sessionstart(session) -> None:
+    """Free the shared memory that dead DDS processes left (see dds_shm) before anything runs
+    (a hook that runs under -q too, unlike the report header)."""
     import dds_shm
     removed = dds_shm.remove_orphans()
-    return f"DDS shared memory: {removed} orphaned 64 MiB segment(s) removed, " \
-           f"{len(dds_shm.segments())} in use"
+    if removed:
+        print(f"DDS shared memory: {removed} orphaned 64 MiB segment(s) removed, "
+              f"{len(dds_shm.segments())} in use", file=sys.stderr)
