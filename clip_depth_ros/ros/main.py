@@ -123,6 +123,11 @@ def _spin() -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # a callback (the diagnostics timer) published while SIGTERM was shutting the context
+        # down: rcl refuses the publish ('context is invalid'); that is the shutdown, not a bug
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
