@@ -29,18 +29,12 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clip_depth_ros.anchoring import fit_ground_plane  # noqa: E402
+from benchmarks.trust_accuracy import add_weights_option, reference_backend  # noqa: E402
+from clip_depth_ros.anchoring import (fit_ground_plane, fit_plane,  # noqa: E402
+                                      planes_through)
 from clip_depth_ros.geometry import Intrinsics, depth_to_points  # noqa: E402
 
 MIN_FLOOR_SHARE = 0.05  # views with less true floor in sight are left out
-
-
-def _plane(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares plane n.x + d = 0 (unit n, d > 0 for a plane below the camera)."""
-    centre = points.mean(axis=0)
-    normal = np.linalg.svd(points - centre, full_matrices=False)[2][-1]
-    offset = -float(normal @ centre)
-    return (normal, offset) if offset > 0 else (-normal, -offset)
 
 
 def true_floor(true: np.ndarray, camera: Intrinsics, height: float, seed: int = 0
@@ -53,26 +47,16 @@ def true_floor(true: np.ndarray, camera: Intrinsics, height: float, seed: int = 
     if len(points) < 100:
         return None
     rng = np.random.default_rng(seed)
-    best, best_count = None, 0
-    for _ in range(300):
-        trio = points[rng.integers(0, len(points), 3)]
-        normal = np.cross(trio[1] - trio[0], trio[2] - trio[0])
-        if np.linalg.norm(normal) < 1e-9:
-            continue
-        normal /= np.linalg.norm(normal)
-        offset = -float(normal @ trio[0])
-        if offset < 0:
-            normal, offset = -normal, -offset
-        if -normal[1] < math.cos(math.radians(40)) or abs(offset - height) > 0.02:
-            continue
-        count = int((np.abs(points @ normal + offset) < 0.02).sum())
-        if count > best_count:
-            best, best_count = (normal, offset), count
-    if best is None:
+    normals, offsets = planes_through(points, rng.integers(0, len(points), size=(300, 3)))
+    plausible = np.flatnonzero((-normals[:, 1] >= math.cos(math.radians(40)))
+                               & (np.abs(offsets - height) <= 0.02))
+    if not len(plausible):
         return None
+    counts = [int((np.abs(points @ normals[k] + offsets[k]) < 0.02).sum()) for k in plausible]
+    best = plausible[int(np.argmax(counts))]
     mask = np.zeros(true.shape, bool)
-    mask[valid] = np.abs(points @ best[0] + best[1]) < 0.02
-    return mask, _plane(cloud[mask])[0]
+    mask[valid] = np.abs(points @ normals[best] + offsets[best]) < 0.02
+    return mask, fit_plane(cloud[mask])[0]
 
 
 def view_measures(pred: np.ndarray, true: np.ndarray, camera: Intrinsics,
@@ -85,7 +69,7 @@ def view_measures(pred: np.ndarray, true: np.ndarray, camera: Intrinsics,
     floor, normal = found[0] & valid, found[1]
     oracle = float(np.median(true[valid] / pred[valid]))
     fit = fit_ground_plane(pred, camera, height)
-    predicted_normal = _plane(depth_to_points(pred, camera)[floor])[0]
+    predicted_normal = fit_plane(depth_to_points(pred, camera)[floor])[0]
     cosine = min(1.0, abs(float(predicted_normal @ normal)))
     return {"own": abs(math.log(oracle)), "held": fit.ok,
             "anchor": abs(math.log(fit.scale / oracle)) if fit.ok else None,
@@ -117,15 +101,13 @@ def run_split(backend: Any, name: str, families: Optional[tuple[str, ...]], coun
 def main(argv: Optional[list[str]] = None) -> int:
     """Held-out worlds and halls (the package's held-out seed), one row each."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default="demo-mirror", help="bundled name or .safetensors "
-                    "(default: %(default)s)")
+    add_weights_option(ap)
     ap.add_argument("--views", type=int, default=64, help="views per split (default: "
                     "%(default)s)")
     ap.add_argument("--seed", type=int, default=1000, help="held-out seed (default: "
                     "%(default)s, the package's held-out split)")
     args = ap.parse_args(argv)
-    from clip_depth_ros.backends import create_backend
-    backend = create_backend("torch", model=None, weights=args.weights, fast_path="never")
+    backend = reference_backend(args.weights)
     print("mean |log| scale errors against median scaling (s_o); views with the floor in sight")
     print(f"{'split':<16}{'views':>6}{'floor':>7}{'own':>8}{'held':>8}{'anchor':>8}"
           f"{'bound':>8}{'normal':>8}")

@@ -27,7 +27,8 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.trust_accuracy import sparse_measurements  # noqa: E402
+from benchmarks.trust_accuracy import (add_weights_option, reference_backend,  # noqa: E402
+                                       sparse_measurements)
 from clip_depth_ros.geometry import Intrinsics, depth_to_points  # noqa: E402
 from clip_depth_ros.pipeline import DepthPipeline  # noqa: E402
 from clip_depth_ros.synthetic import (demo_trajectory, random_indoor_scene,  # noqa: E402
@@ -98,8 +99,7 @@ def run_walk(backend: Any, frames: list[tuple], camera: Intrinsics, anchor: str,
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the walks, print the table (and write JSON)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default="demo-mirror", help="bundled name or .safetensors "
-                    "(default: %(default)s)")
+    add_weights_option(ap)
     ap.add_argument("--frames", type=int, default=30, help="frames per walk (default: "
                     "%(default)s)")
     ap.add_argument("--focal", type=float, default=525.0, help="focal length in px at 640x480 "
@@ -111,8 +111,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="also the street walk (default: on)")
     ap.add_argument("--json", type=Path, default=None, help="write results here")
     args = ap.parse_args(argv)
-    from clip_depth_ros.backends import create_backend
-    backend = create_backend("torch", model=None, weights=args.weights, fast_path="never")
+    backend = reference_backend(args.weights)
     results = []
     kinds = [("indoor", 10.0)] + ([("street", 80.0)] if args.streets else [])
     print(f"{'walk':<8}{'anchor':<14}{'filter':>8}{'TAE':>8}{'jitter':>9}{'scale':>8}")

@@ -173,11 +173,22 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def add_weights_option(ap: argparse.ArgumentParser) -> None:
+    """--weights: the model every trust benchmark measures."""
+    ap.add_argument("--weights", default="demo-mirror", help="bundled name or .safetensors "
+                    "(default: %(default)s)")
+
+
+def reference_backend(weights: str) -> Any:
+    """The torch backend on the plain numpy frame path, as the benchmarks measure a model."""
+    from clip_depth_ros.backends import create_backend
+    return create_backend("torch", model=None, weights=weights, fast_path="never")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the splits and lenses, print the tables (and write JSON / a plot)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default="demo-mirror", help="bundled name or .safetensors "
-                    "(default: %(default)s)")
+    add_weights_option(ap)
     ap.add_argument("--rooms", type=int, default=24, help="held-out rooms (default: %(default)s)")
     ap.add_argument("--streets", type=int, default=8, help="held-out streets (default: "
                     "%(default)s; 0 = none)")
@@ -188,8 +199,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write all results here")
     ap.add_argument("--plot", type=Path, default=None, help="sparsification curves (PNG)")
     args = ap.parse_args(argv)
-    from clip_depth_ros.backends import create_backend
-    backend = create_backend("torch", model=None, weights=args.weights, fast_path="never")
+    backend = reference_backend(args.weights)
     results = []
     for kind, count in (("indoor", args.rooms), ("street", args.streets)):
         for focal in args.focals if count else []:

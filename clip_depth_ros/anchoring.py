@@ -60,7 +60,7 @@ def floor_samples(depth_m: np.ndarray, intrinsics: Intrinsics, max_points: int =
     return points[valid], valid.reshape(z.shape)
 
 
-def _candidate_planes(points: np.ndarray, trios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def planes_through(points: np.ndarray, trios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals (K, 3), oriented up (-y: optical y points down), and offsets (K,) of the
     planes n.p + d = 0 through each trio of points; degenerate trios get a zero normal."""
     p0, p1, p2 = points[trios[:, 0]], points[trios[:, 1]], points[trios[:, 2]]
@@ -119,7 +119,7 @@ def _fit_floor(points: np.ndarray, grid: np.ndarray, camera_height_m: float, ite
     if len(points) < min_inliers:
         return fail("no_floor", len(points))
     rng = np.random.default_rng(seed)
-    normals, offsets = _candidate_planes(points, rng.integers(0, len(points),
+    normals, offsets = planes_through(points, rng.integers(0, len(points),
                                                               size=(iterations, 3)))
     plausible = (-normals[:, 1] >= math.cos(math.radians(MAX_TILT_DEG))) & (offsets > 0)
     if not plausible.any():
@@ -135,12 +135,12 @@ def _fit_floor(points: np.ndarray, grid: np.ndarray, camera_height_m: float, ite
     best_count = int(inliers.sum())
     if best_count < max(min_inliers, min_fraction * len(points)):
         return fail("no_floor", best_count)
-    normal, offset = _refine(points[inliers])
+    normal, offset = fit_plane(points[inliers])
     for _ in range(4):  # IRLS: Cauchy weights on relative residuals (bumps on the floor weigh
         # little: a rug, a box's foot), starting from the band's inliers
         rel = (points @ normal + offset) / offset
         weights = inliers / (1.0 + (rel / (inlier_rel / 6)) ** 2)
-        normal, offset = _refine(points, weights)
+        normal, offset = fit_plane(points, weights)
         if offset <= 0:
             break
     if -normal[1] < math.cos(math.radians(MAX_TILT_DEG)) or offset <= 0:
@@ -163,7 +163,7 @@ def _covers_an_area(inliers: np.ndarray, grid: np.ndarray, min_share: float = 0.
     return bool(below_too.sum() >= min_share * max(layout[:-1].sum(), 1))
 
 
-def _refine(points: np.ndarray, weights: Optional[np.ndarray] = None
+def fit_plane(points: np.ndarray, weights: Optional[np.ndarray] = None
             ) -> tuple[np.ndarray, float]:
     """(Weighted) least-squares plane (normal up, offset) through points."""
     weights = np.ones(len(points)) if weights is None else weights
