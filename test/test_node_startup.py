@@ -19,6 +19,7 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2  # noqa: E402
 
@@ -243,3 +244,45 @@ def test_fast_path_node_publishes_rgb_points_built_on_the_device(ros, tmp_path):
         np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), sent[::2, ::2])
         probe.close()
         assert proc.poll() is None
+
+
+@pytest.mark.ros
+def test_the_model_is_loaded_on_the_thread_that_runs_the_frames(ros, monkeypatch):
+    # torch's OpenMP team belongs to the thread that starts it: loading (and the warm-up
+    # frame) on the executor's thread and frames on the worker made the model 1.5x slower
+    import threading
+
+    from clip_depth_ros.ros import node as node_module
+
+    calls = []
+    real = node_module.create_backend
+
+    def recording_create_backend(name, **kwargs):
+        calls.append(("create", threading.current_thread().name))
+        backend = real(name, **kwargs)
+        infer = backend.infer_frame
+
+        def recording_infer(*args, **kw):
+            calls.append(("infer", threading.current_thread().name))
+            return infer(*args, **kw)
+        backend.infer_frame = recording_infer
+        return backend
+
+    monkeypatch.setattr(node_module, "create_backend", recording_create_backend)
+    node = node_module.DepthNode(parameter_overrides=[
+        Parameter("model", value="tiny-mirror"), Parameter("weights", value=""),
+        Parameter("backbone_weights", value="random")])
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert calls[0] == ("create", "depth_worker") and ("infer", "depth_worker") in calls
+        loaded = len(calls)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        node._worker.put((rgb_image(64, 48, Time()), time.monotonic()))  # as _on_image does
+        deadline = time.monotonic() + 30
+        while len(calls) == loaded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(calls) > loaded, "the frame never reached the backend"
+        assert {thread for _, thread in calls} == {"depth_worker"}
+        assert threading.current_thread().name != "depth_worker"
+    finally:
+        node.destroy_node()

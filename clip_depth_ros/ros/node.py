@@ -3,7 +3,8 @@
 configure: load the model/engine.  activate: create topics (logged in one line, resolved).
 deactivate: remove them.  cleanup: free the model.  /diagnostics runs from start-up in every
 state (clip_depth_ros/health.py decides its level).  Subscription callbacks only queue the
-latest frame; a worker thread converts, infers and publishes.  Bad input is counted, logged
+latest frame; one worker thread loads the model, then converts, infers and publishes
+(model_thread.py says why it must be one thread).  Bad input is counted, logged
 (throttled) and skipped.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..backends import create_backend
 from ..backends.selfcheck import deployment_check, probe_frame
 from ..camera_sync import CameraInfoPairing
 from ..health import NodeHealth
-from ..pipeline import DepthPipeline, LatestFrameSlot, PipelineSettings
+from ..model_thread import ModelThread
+from ..pipeline import DepthPipeline, PipelineSettings
 from ..frame import OUTPUT_TOPICS, frame_messages
 from .trust_io import TRUST_PARAMS, TrustIO, trust_settings
 from .conversions import (ConversionError, RosMessageKit, camera_info_to_intrinsics,
@@ -66,9 +68,8 @@ class DepthNode(LifecycleNode):
         self._backend = None
         self._pipeline: Optional[DepthPipeline] = None
         self._trust: Optional[TrustIO] = None
-        self._slot: LatestFrameSlot = LatestFrameSlot()
-        self._worker: Optional[threading.Thread] = None
-        self._running = False
+        self._worker: ModelThread = ModelThread(lambda item: self._process(*item),
+                                                self._frame_failed)
         self._io_lock = threading.Lock()
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
@@ -153,8 +154,8 @@ class DepthNode(LifecycleNode):
             self.get_logger().error(f"not configuring: fix the bad parameters first "
                                     f"({self._bad_parameters_text()})")
             return TransitionCallbackReturn.FAILURE
-        try:
-            self._backend = self._load_backend()
+        try:  # loaded on the thread that runs the frames (model_thread.py says why)
+            self._backend = self._worker.start(self._load_backend)
         except Exception as exc:  # any load failure: one clear error, node stays up
             self.health.last_error = f"configure failed: {exc}"
             self.get_logger().error(f"could not load the model: {exc}")
@@ -167,10 +168,6 @@ class DepthNode(LifecycleNode):
             "model {model} ({method} on {backbone}) backend {backend} device {device} "
             "precision {precision} input {input_size}".format(**info)
             + (f" mode {info['mode']}" if "mode" in info else ""))
-        self._slot = LatestFrameSlot()
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="depth_worker", daemon=True)
-        self._worker.start()
         self._configured = True
         self.health.last_error = ""
         self.health.set_lifecycle("inactive")
@@ -240,11 +237,7 @@ class DepthNode(LifecycleNode):
         super().destroy_node()
 
     def _release(self) -> None:
-        self._running = False
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
+        self._worker.stop()
         if self._backend is not None:
             self._backend.close()
         self._backend = self._pipeline = None
@@ -293,7 +286,7 @@ class DepthNode(LifecycleNode):
             self._reject("too_large", f"image {msg.width}x{msg.height} exceeds "
                          f"max_image_pixels={self.p('max_image_pixels')}")
             return
-        self.health.frame_queued(replaced=self._slot.put((msg, time.monotonic())))
+        self.health.frame_queued(replaced=self._worker.put((msg, time.monotonic())))
 
     def _on_message_lost(self, event: Any) -> None:
         self.health.count("lost_in_transport", event.total_count_change)
@@ -316,18 +309,10 @@ class DepthNode(LifecycleNode):
                                   throttle_duration_sec=THROTTLE_S)
 
     # ----------------------------------------------------------------- worker
-    def _work(self) -> None:
-        while self._running:
-            item = self._slot.take(timeout=0.2)
-            if item is None:
-                continue
-            try:
-                self._process(*item)
-            except Exception as exc:  # a bug must not kill the worker: count and go on
-                detail = f"{type(exc).__name__}: {exc}"
-                self.health.problem("errors", detail)
-                self.get_logger().error(f"frame failed: {detail}",
-                                        throttle_duration_sec=THROTTLE_S)
+    def _frame_failed(self, exc: Exception) -> None:
+        detail = f"{type(exc).__name__}: {exc}"  # a bug must not kill the worker: count, go on
+        self.health.problem("errors", detail)
+        self.get_logger().error(f"frame failed: {detail}", throttle_duration_sec=THROTTLE_S)
 
     def _camera_intrinsics(self, header: Any):
         info = self._match_camera_info(header.stamp)

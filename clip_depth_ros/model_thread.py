@@ -1,0 +1,96 @@
+"""One thread that owns the model: it loads the backend, then runs every frame (no ROS here).
+
+Why one thread for both: torch runs its CPU operators on an OpenMP team that belongs to the
+thread that starts them.  When the model is loaded and warmed up on one thread (a ROS
+executor's, in on_configure) and frames run on another (the worker), each thread gets its own
+team; libgomp then manages more threads than there are cores and stops spin-waiting between
+operators (its "throttled" spin count), so every operator pays a thread wake-up.  Measured on
+this project's 2-core machine with the bundled model at 640x480: 23 ms per frame when one
+thread does everything, 28-36 ms when loading and frames are split over two threads
+(BENCHMARKS.md).  The thread also keeps only the latest frame (:class:`LatestFrameSlot`).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Generic, Optional, TypeVar
+
+from .pipeline import LatestFrameSlot
+
+T = TypeVar("T")
+B = TypeVar("B")
+
+
+class ModelThread(Generic[T]):
+    """Load a model and process queued items on one daemon thread.
+
+    ``handle(item)`` runs for each item taken from the one-slot queue; an exception from it is
+    passed to ``on_error(exc)`` and the thread goes on (a bug in one frame must not stop the
+    stream)."""
+
+    def __init__(self, handle: Callable[[T], None], on_error: Callable[[Exception], None],
+                 name: str = "depth_worker", poll_s: float = 0.2):
+        self._handle = handle
+        self._on_error = on_error
+        self._name = name
+        self._poll_s = poll_s
+        self.slot: LatestFrameSlot[T] = LatestFrameSlot()
+        self._thread: Optional[threading.Thread] = None
+        self._running = False
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs (after a successful ``start``, until ``stop``)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, load: Callable[[], B], timeout: Optional[float] = None) -> B:
+        """Run ``load()`` on the new thread and return its result, then serve the queue.
+
+        An exception from ``load`` ends the thread and is raised here, in the caller."""
+        if self.alive:
+            raise RuntimeError("ModelThread already started")
+        loaded = threading.Event()
+        box: dict = {}
+
+        def run() -> None:
+            try:
+                box["value"] = load()
+            except BaseException as exc:  # handed to the caller, who decides
+                box["error"] = exc
+                loaded.set()
+                return
+            loaded.set()
+            self._serve()
+
+        self.slot = LatestFrameSlot()
+        self._running = True
+        self._thread = threading.Thread(target=run, name=self._name, daemon=True)
+        self._thread.start()
+        if not loaded.wait(timeout):
+            self.stop(0.0)
+            raise TimeoutError(f"loading the model took longer than {timeout} s")
+        if "error" in box:
+            self.stop()
+            raise box["error"]
+        return box["value"]
+
+    def put(self, item: T) -> bool:
+        """Queue an item (replacing a waiting one); True when one was replaced."""
+        return self.slot.put(item)
+
+    def stop(self, timeout: Optional[float] = 10.0) -> None:
+        """Stop taking items; wait up to ``timeout`` s for the item in progress."""
+        self._running = False
+        self.slot.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=timeout)
+        self._thread = None
+
+    def _serve(self) -> None:
+        while self._running:
+            item = self.slot.take(timeout=self._poll_s)
+            if item is None:
+                continue
+            try:
+                self._handle(item)
+            except Exception as exc:  # counted by the owner; the stream goes on
+                self._on_error(exc)

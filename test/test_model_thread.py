@@ -1,0 +1,91 @@
+"""ModelThread: the model is loaded on the thread that runs every frame (no ROS)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from clip_depth_ros.model_thread import ModelThread
+
+
+def _wait(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_load_and_frames_run_on_one_thread_that_is_not_the_callers():
+    threads = {"frames": []}
+
+    def load():
+        threads["load"] = threading.get_ident()
+        return "backend"
+
+    worker = ModelThread(lambda item: threads["frames"].append((item, threading.get_ident())),
+                         lambda exc: None)
+    assert worker.start(load) == "backend"
+    for i in range(3):
+        worker.put(i)
+        assert _wait(lambda: len(threads["frames"]) > i)
+    worker.stop()
+    assert threads["load"] != threading.get_ident()
+    assert {ident for _, ident in threads["frames"]} == {threads["load"]}
+    assert not worker.alive
+
+
+def test_a_failed_load_raises_in_the_caller_and_leaves_no_thread():
+    worker = ModelThread(lambda item: None, lambda exc: None)
+    with pytest.raises(FileNotFoundError, match="no such weights"):
+        worker.start(lambda: (_ for _ in ()).throw(FileNotFoundError("no such weights")))
+    assert not worker.alive
+    assert worker.start(lambda: 7) == 7  # and it can be started again
+    worker.stop()
+
+
+def test_an_error_in_one_item_is_reported_and_the_next_item_still_runs():
+    done, errors = [], []
+
+    def handle(item):
+        if item == "bad":
+            raise ValueError("broken frame")
+        done.append(item)
+
+    worker = ModelThread(handle, errors.append)
+    worker.start(lambda: None)
+    worker.put("bad")
+    assert _wait(lambda: len(errors) == 1)
+    worker.put("good")
+    assert _wait(lambda: done == ["good"])
+    worker.stop()
+    assert isinstance(errors[0], ValueError)
+
+
+def test_only_the_latest_waiting_item_is_kept():
+    release, seen = threading.Event(), []
+
+    def handle(item):
+        seen.append(item)
+        release.wait(5.0)
+
+    worker = ModelThread(handle, lambda exc: None)
+    worker.start(lambda: None)
+    worker.put(0)
+    assert _wait(lambda: seen == [0])  # 0 in progress; 1 and 2 arrive meanwhile
+    assert worker.put(1) is False
+    assert worker.put(2) is True  # replaced 1
+    release.set()
+    assert _wait(lambda: seen == [0, 2])
+    worker.stop()
+    assert worker.slot.dropped == 1
+
+
+def test_a_load_that_hangs_past_the_timeout_is_an_error():
+    gate = threading.Event()
+    worker = ModelThread(lambda item: None, lambda exc: None)
+    with pytest.raises(TimeoutError):
+        worker.start(lambda: gate.wait(5.0), timeout=0.2)
+    gate.set()
