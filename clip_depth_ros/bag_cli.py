@@ -157,7 +157,7 @@ def run(args: argparse.Namespace,
         try:
             backend = backend_factory("torch", model=model, weights=weights,
                                       backbone_weights=args.backbone_weights,
-                                      device=args.device)
+                                      device=args.device, precision=args.precision)
         except Exception as exc:  # any load failure: one clear line, no traceback
             raise BagError(f"could not load the model: {' '.join(str(exc).split())}") from None
         note = camera_note(job, backend.config, args.points)

@@ -348,8 +348,8 @@ def get_model_config(name_or_path: str) -> ModelConfig:
 
 
 def add_model_arguments(parser: Any) -> None:
-    """--model, --weights, --backbone-weights and --device, as every tool names and defaults
-    them (the node's parameters of the same names)."""
+    """--model, --weights, --backbone-weights, --device and --precision, as every tool names
+    and defaults them (the node's parameters of the same names)."""
     parser.add_argument("--model", default=None,
                         help="bundled model name (see `clip-depth models`) or a model config "
                              "JSON; a bundled name with bundled weights uses them (default: "
@@ -362,3 +362,7 @@ def add_model_arguments(parser: Any) -> None:
                              "(default: what the weights or the model config record)")
     parser.add_argument("--device", default="cpu",
                         help="torch device: auto, cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="torch precision; auto = as the node: bf16 on a CPU with "
+                             "AVX512-BF16 or AMX (1.6x faster, the same depth within 0.5%%), "
+                             "else fp32 (default: %(default)s)")

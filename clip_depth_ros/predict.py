@@ -213,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
                           "(--focal-px or --camera-info)")
     model, weights = model_or_default(args.model, args.weights)
     backend = create_backend("torch", model=model, weights=weights,
-                             backbone_weights=args.backbone_weights, device=args.device)
+                             backbone_weights=args.backbone_weights, device=args.device,
+                             precision=args.precision)
     note = _camera_note(backend.config, intrinsics, width)
     if note:
         print(f"clip-depth predict: {note}", file=sys.stderr)

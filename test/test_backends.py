@@ -195,3 +195,52 @@ def test_convolutions_run_channels_last_with_the_same_depth(backend):
             m.weight.data = m.weight.data.contiguous()
     image = _image(120, 160, seed=9)
     np.testing.assert_allclose(backend.infer(image), plain.infer(image), rtol=1e-4, atol=1e-4)
+
+
+def _cpuinfo(tmp_path, flags):
+    path = tmp_path / "cpuinfo"
+    path.write_text(f"processor\t: 0\nmodel name\t: some cpu\nflags\t\t: fpu sse2 {flags}\n\n")
+    return str(path)
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from clip_depth_ros.backends.torch_backend import cpu_has_native_bf16
+    assert cpu_has_native_bf16(_cpuinfo(tmp_path, "avx512f avx512_bf16 avx512_vnni"))
+    assert cpu_has_native_bf16(_cpuinfo(tmp_path, "amx_tile amx_bf16"))
+    assert not cpu_has_native_bf16(_cpuinfo(tmp_path, "avx2 avx512f avx512bw"))  # emulated
+    assert not cpu_has_native_bf16(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch, native):
+    from clip_depth_ros.backends import torch_backend
+    monkeypatch.setattr(torch_backend, "cpu_has_native_bf16", lambda: native)
+    expected = "bf16" if native else "fp32"
+    assert torch_backend.TorchBackend.auto_precision("cpu") == expected
+    backend = create_backend("torch", model="tiny-mirror", device="cpu", precision="auto")
+    assert backend.describe()["precision"] == expected
+    assert next(backend.model.parameters()).dtype == (torch.bfloat16 if native
+                                                      else torch.float32)
+    # an explicit precision is kept as given
+    assert create_backend("torch", model="tiny-mirror", device="cpu",
+                          precision="fp32").describe()["precision"] == "fp32"
+
+
+def test_precision_auto_for_a_backend_without_a_chooser_is_its_first():
+    from clip_depth_ros.backends import backend_precisions
+    backend = create_backend("onnxruntime", model="tiny-mirror", backbone_weights="random",
+                             precision="auto")
+    assert backend.describe()["precision"] == backend_precisions("onnxruntime")[0]
+    backend.close()
+
+
+def test_normalisation_per_channel_is_the_broadcast_formula_exactly():
+    from clip_depth_ros.preprocessing import normalize_nchw
+    config = get_model_config("tiny-mirror")
+    image = _image(37, 53, seed=4)
+    scale, offset = config.uint8_normalization()
+    expected = (image.transpose(2, 0, 1).astype(np.float32) * scale[:, None, None]
+                + offset[:, None, None])[None]
+    got = normalize_nchw(image, config)
+    assert got.shape == (1, 3, 37, 53) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)

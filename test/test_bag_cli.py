@@ -117,6 +117,11 @@ def test_default_model_is_the_node_default(tmp_path):
     args = _args(src, tmp_path / "out", "--image-topic", IMAGE_TOPIC, "--no-progress")
     assert bag_cli.run(args, backend_factory=factory) == 0
     assert (asked["backend"], asked["model"], asked["weights"]) == ("torch", None, "demo-mirror")
+    assert asked["precision"] == "auto"  # as the node's default: the backend picks
+    args = _args(src, tmp_path / "out2", "--image-topic", IMAGE_TOPIC, "--no-progress",
+                 "--precision", "fp32")
+    assert bag_cli.run(args, backend_factory=factory) == 0
+    assert asked["precision"] == "fp32"
 
 
 def test_no_camera_info_says_the_camera_aware_scale_is_off(tmp_path, capsys):

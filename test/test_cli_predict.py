@@ -49,7 +49,9 @@ def test_no_model_flag_runs_the_bundled_default(frame, capsys):
     depth = np.load(frame.parent / "depth.npy")
     assert depth.shape == (HEIGHT, WIDTH) and depth.dtype == np.float32
     rgb = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
-    expected = create_backend("torch", model=None, weights="demo-mirror").infer(rgb)
+    # the CLI's default precision is the node's: auto (bf16 on a CPU that computes it)
+    expected = create_backend("torch", model=None, weights="demo-mirror",
+                              precision="auto").infer(rgb)
     np.testing.assert_allclose(depth, expected, atol=1e-5)
     picture = cv2.imread(str(frame.parent / "depth.png"))
     assert picture.shape[0] == HEIGHT and picture.shape[1] > WIDTH  # + the colour bar

@@ -208,6 +208,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                     help="open_clip tag, local CLIP weights file, or 'random' (default: the one "
                          "recorded with the weights)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                    help="torch precision to evaluate at, e.g. the node's (default fp32; bf16 "
+                         "is what precision auto picks on a CPU with AVX512-BF16 or AMX)")
     ap.add_argument("--data", default=None, choices=DATA_KINDS, metavar="KIND",
                     help=f"data kind, one of: {kinds} (default: the split's, synthetic-indoor)")
     ap.add_argument("--split", default=None, choices=SPLITS,
@@ -313,7 +316,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     split = choose_split(args, sidecar)
     check_split(split)
     backend = TorchBackend(args.model, weights=args.weights,
-                           backbone_weights=args.backbone_weights, device=args.device)
+                           backbone_weights=args.backbone_weights, device=args.device,
+                           precision=args.precision)
     trust = trust_settings_from_args(args)
     if split_has_heights(split) and trust.camera_height_m > 0:
         raise ConfigError("--camera-height-m is for a fixed mount; synthetic-worlds views each "

@@ -78,16 +78,25 @@ def resolve_precision(name: str, precision: str) -> str:
 
 
 def create_backend(name: str, **kwargs: Any) -> DepthBackend:
-    """Instantiate backend ``name`` with keyword arguments (model, weights, device, ...)."""
+    """Instantiate backend ``name`` with keyword arguments (model, weights, device, ...).
+
+    precision 'auto' is the backend's choice for the device (a class with
+    ``auto_precision(device)``: torch picks bf16 on a CPU that computes it natively), else its
+    default."""
     entry = _entry(name)
-    if "precision" in kwargs:
+    if kwargs.get("precision") not in (None, "", "auto"):
         kwargs["precision"] = resolve_precision(name, kwargs["precision"])
     try:
         module = importlib.import_module(entry.module)
     except ImportError as exc:
         raise MissingDependencyError(f"backend '{name}' needs the '{entry.requires}' package "
                                      f"({exc}); install it, or choose another backend") from None
-    return getattr(module, entry.cls)(**kwargs)
+    cls = getattr(module, entry.cls)
+    if kwargs.get("precision") in ("", "auto"):
+        chooser = getattr(cls, "auto_precision", None)
+        kwargs["precision"] = resolve_precision(
+            name, chooser(kwargs.get("device", "auto")) if chooser else "auto")
+    return cls(**kwargs)
 
 
 __all__ = ["DepthBackend", "all_precisions", "available_backends", "backend_precisions",

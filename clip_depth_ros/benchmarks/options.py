@@ -52,7 +52,9 @@ def add_stages_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="auto = what the node's precision:=auto runs on this machine "
+                             "(torch: bf16 on a CPU with AVX512-BF16 or AMX, else fp32)")
     parser.add_argument("--fast-path", choices=("auto", "always", "never"), default="never",
                         help="torch fast path (device pre/post, points, colours; CUDA graphs "
                         "on cuda): its device pass is timed as one stage")

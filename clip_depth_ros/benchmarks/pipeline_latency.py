@@ -235,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--iters must be >= 1 and --warmup >= 0")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.precision == "auto":
+        args.precision = TorchBackend.auto_precision(args.device)
     info = machine_info(args.device, args.precision)
     print(header_line(info))
     print(f"load average (1 min) before: {load_average():.2f}")

@@ -63,7 +63,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=tuple(available_backends())),
     ParamSpec("device", "auto", "Device: auto (cuda when a GPU is visible, else cpu), cpu, "
               "cuda or cuda:N (tensorrt needs cuda)."),
-    ParamSpec("precision", "auto", "Numeric precision; auto = the backend's default (torch "
+    ParamSpec("precision", "auto", "Numeric precision; auto = the fastest correct one for "
+              "the backend and device (torch: bf16 on a CPU with AVX512-BF16 or AMX, else "
               "fp32; onnxruntime fp32, fp16 only through its tensorrt provider; tensorrt fp16, "
               "int8 with calibration_images_dir).", choices=("auto",) + all_precisions()),
     ParamSpec("onnx_path", "", "onnxruntime/tensorrt: an exported .onnx (its metadata holds the "
