@@ -45,11 +45,25 @@ def trust_maps(depth_m: np.ndarray, model_term: Optional[np.ndarray], want_confi
                want_flying: bool, jump: float = FLYING_JUMP
                ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """(confidence or None, flying-pixel mask or None) from one neighbourhood pass."""
+    if not want_confidence:
+        return None, (_flying_only(depth_m, jump) if want_flying else None)
     spread, valid = neighbourhood_jump(depth_m)
     flying = (valid & ~(spread <= np.float32(np.log1p(jump)))) if want_flying else None
     confidence = _confidence(spread, valid, depth_m.shape, model_term) \
         if want_confidence else None
     return confidence, flying
+
+
+def _flying_only(depth_m: np.ndarray, jump: float) -> np.ndarray:
+    """The flying-pixel mask alone: max <= (1 + jump) min over the 3x3 neighbourhood is the
+    same test as the log spread's, without the two logarithms (the edge filter's default)."""
+    depth = np.asarray(depth_m, dtype=np.float32)
+    valid = depth > 0  # NaN compares false
+    valid &= depth < np.inf
+    high = cv2.dilate(np.where(valid, depth, np.float32(np.inf)), _KERNEL)
+    low = cv2.erode(np.where(valid, depth, np.float32(0)), _KERNEL)
+    low *= np.float32(1 + jump)
+    return valid & ~(high <= low)
 
 
 def flying_pixels(depth_m: np.ndarray, jump: float = FLYING_JUMP) -> np.ndarray:

@@ -17,8 +17,8 @@ from typing import Any, Optional, Protocol
 import numpy as np
 
 from .colorize import colorize_depth
-from .geometry import Intrinsics, depth_to_points
-from .image_codec import cloud_body
+from .geometry import Intrinsics, point_planes
+from .image_codec import planes_body
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,18 @@ def multiply_xyz(cloud: np.ndarray, factor: "np.ndarray | float") -> None:
         np.multiply(plane, factor, out=plane)
 
 
+def drop_points(cloud: np.ndarray, mask: np.ndarray) -> None:
+    """Set x, y, z to NaN in place where ``mask`` (the cloud's (H', W')) is True; the packed
+    rgb channel is left alone.  Index writes into the flat body: 2-10x faster than
+    multiplying by a NaN/1 plane, for any share of dropped points."""
+    if not cloud.flags.c_contiguous:  # (the pipeline's bodies are): no view to write through
+        multiply_xyz(cloud, np.where(mask, np.float32(np.nan), np.float32(1)))
+        return
+    index = np.flatnonzero(mask)
+    if index.size:
+        cloud.reshape(-1, cloud.shape[-1])[index, :3] = np.nan
+
+
 def host_outputs(depth_m: np.ndarray, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics],
                  request: FrameRequest, timings_ms: Optional[dict[str, float]] = None
                  ) -> FrameOutputs:
@@ -90,9 +102,9 @@ def host_outputs(depth_m: np.ndarray, image_rgb: np.ndarray, intrinsics: Optiona
     t0 = time.perf_counter()
     if request.points and intrinsics is not None:
         stride = int(request.point_stride)
-        xyz = depth_to_points(depth_m, intrinsics, stride, request.max_range_m)
-        out.cloud = cloud_body(xyz, image_rgb[::stride, ::stride] if request.points_rgb
-                               else None)
+        x, y, z = point_planes(depth_m, intrinsics, stride, request.max_range_m)
+        out.cloud = planes_body(x, y, z, image_rgb[::stride, ::stride] if request.points_rgb
+                                else None)
         t1 = time.perf_counter()
         out.timings_ms["points"] = (t1 - t0) * 1e3
         t0 = t1

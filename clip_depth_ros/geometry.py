@@ -90,6 +90,25 @@ def depth_to_points(depth_m: np.ndarray, intrinsics: Intrinsics, stride: int = 1
     with (u, v) the original pixel of each kept sample.  Non-finite, non-positive and
     beyond-``max_range`` depths become NaN in all three coordinates.
     """
+    x_over_z, y_over_z, z = _rays_and_depth(depth_m, intrinsics, stride, max_range)
+    points = np.empty(z.shape + (3,), dtype=np.float32)
+    np.multiply(x_over_z, z, out=points[..., 0])
+    np.multiply(y_over_z, z, out=points[..., 1])
+    points[..., 2] = z
+    return points
+
+
+def point_planes(depth_m: np.ndarray, intrinsics: Intrinsics, stride: int = 1,
+                 max_range: float = math.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x, y, z of :func:`depth_to_points` as three contiguous (H', W') float32 planes
+    (NaN = invalid), for callers that interleave them themselves (the cloud body)."""
+    x_over_z, y_over_z, z = _rays_and_depth(depth_m, intrinsics, stride, max_range)
+    return x_over_z * z, y_over_z * z, z
+
+
+def _rays_and_depth(depth_m: np.ndarray, intrinsics: Intrinsics, stride: int,
+                    max_range: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ray grid and the kept depths (NaN = invalid) of depth_to_points / point_planes."""
     if depth_m.ndim != 2:
         raise ValueError(f"depth must be HxW, got shape {depth_m.shape}")
     if stride < 1:
@@ -100,12 +119,7 @@ def depth_to_points(depth_m: np.ndarray, intrinsics: Intrinsics, stride: int = 1
     # One upper bound rejects +inf and NaN too (NaN compares false), saving an isfinite pass.
     upper = min(float(max_range), float(np.finfo(np.float32).max))
     valid = (z > 0) & (z <= upper)
-    z = np.where(valid, z, np.float32(np.nan))
-    points = np.empty(z.shape + (3,), dtype=np.float32)
-    np.multiply(x_over_z, z, out=points[..., 0])
-    np.multiply(y_over_z, z, out=points[..., 1])
-    points[..., 2] = z
-    return points
+    return x_over_z, y_over_z, np.where(valid, z, np.float32(np.nan))
 
 
 def project_points(points_xyz: np.ndarray,

@@ -214,6 +214,19 @@ def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", jpeg_quality: int = 95
     return f"rgb8; {'jpeg' if ext == '.jpg' else 'png'} compressed bgr8", encoded
 
 
+def planes_body(x: np.ndarray, y: np.ndarray, z: np.ndarray,
+                rgb: Optional[np.ndarray] = None) -> np.ndarray:
+    """The cloud body of three (H, W) float32 planes (+ (H, W, 3) uint8 RGB) in one
+    interleaving pass: what ``cloud_body`` makes of their (H, W, 3) stack, bit for bit."""
+    planes = [x, y, z]
+    if rgb is not None:
+        bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
+        packed = bgra.view(np.uint32)[:, :, 0]
+        packed &= np.uint32(0x00FFFFFF)  # clear alpha: PCL / depth_image_proc leave it 0
+        planes.append(packed.view(np.float32))
+    return cv2.merge([np.ascontiguousarray(p, dtype=np.float32) for p in planes])
+
+
 def interleave_xyzrgb(points: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """HxWx4 little-endian float32 of x, y, z and the 0x00RRGGBB colour bits.
 

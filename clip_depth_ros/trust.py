@@ -17,7 +17,7 @@ from .anchoring import (ANCHORS, MAX_CAMERA_HEIGHT_M, ScaleEstimate, apply_scale
                         fit_ground_plane, fit_sparse_scale)
 from .confidence import trust_maps
 from .errors import ConfigError
-from .frame import FrameContext, FrameOutputs, multiply_xyz
+from .frame import FrameContext, FrameOutputs, drop_points, multiply_xyz
 from .geometry import depth_to_points
 from .image_codec import ConversionError, sparse_depth_to_metres
 from .temporal import ScaleFilter
@@ -183,8 +183,7 @@ class PointTrust:
             self.removed["low_confidence"] += int(np.count_nonzero(low & ~drop))
             drop |= low
         stride = ctx.request.point_stride
-        multiply_xyz(outputs.cloud, np.where(drop[::stride, ::stride], np.float32(np.nan),
-                                             np.float32(1)))
+        drop_points(outputs.cloud, drop[::stride, ::stride])
         return outputs
 
 

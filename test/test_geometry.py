@@ -141,3 +141,22 @@ def test_resize_depth_all_valid_is_bilinear_and_in_range():
     assert out.min() >= 1.0 and out.max() <= 2.0
     assert np.all(np.diff(out, axis=1) > 0)  # linear ramp stays monotonic
     assert resize_depth(ramp, K.width, K.height) is not ramp
+
+
+@pytest.mark.parametrize("stride, rgb, max_range", [(1, True, math.inf), (1, False, 4.0),
+                                                    (3, True, 4.0), (2, False, math.inf)])
+def test_cloud_body_from_planes_is_bit_identical_to_the_stacked_points(stride, rgb, max_range):
+    from clip_depth_ros.frame import FrameRequest, host_outputs
+    from clip_depth_ros.image_codec import cloud_body
+    rng = np.random.default_rng(2)
+    k = Intrinsics(fx=300.0, fy=310.0, cx=40.0, cy=29.0, width=81, height=61)
+    depth = (0.5 + 5 * rng.random((61, 81))).astype(np.float32)
+    depth[0, :5], depth[3, 3], depth[7, 7] = np.nan, np.inf, 0.0
+    image = rng.integers(0, 256, (61, 81, 3), dtype=np.uint8)
+    expected = cloud_body(depth_to_points(depth, k, stride, max_range),
+                          image[::stride, ::stride] if rgb else None)
+    got = host_outputs(depth, image, k, FrameRequest(points=True, points_rgb=rgb,
+                                                    point_stride=stride,
+                                                    max_range_m=max_range)).cloud
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))

@@ -316,3 +316,38 @@ def test_ground_plane_refits_below_a_plane_more_than_once_on_distorted_predictio
         if est.ok:
             assert 1 / 3 <= est.scale <= 3
     assert max(fits) >= 2  # a refit ran (deeper refits: the staircase test above)
+
+
+def test_the_edge_filter_alone_finds_the_same_pixels_as_the_log_spread():
+    from clip_depth_ros.confidence import FLYING_JUMP, neighbourhood_jump, trust_maps
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:60, 0:80]
+    depth = (1 + xx / 80 + yy / 60).astype(np.float32)
+    depth += (rng.random(depth.shape) < 0.05) * rng.random(depth.shape).astype(np.float32)
+    for value, share in ((np.nan, 0.005), (0.0, 0.003), (np.inf, 0.003), (-1.0, 0.003)):
+        depth[rng.random(depth.shape) < share] = value
+    spread, valid = neighbourhood_jump(depth)
+    expected = valid & ~(spread <= np.float32(np.log1p(FLYING_JUMP)))
+    assert 50 < expected.sum() < expected.size // 2
+    only = trust_maps(depth, None, False, True)[1]  # the fast path: no logarithms
+    with_confidence = trust_maps(depth, None, True, True)[1]
+    np.testing.assert_array_equal(only, expected)
+    np.testing.assert_array_equal(with_confidence, expected)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_drop_points_sets_xyz_nan_and_keeps_colour(channels):
+    from clip_depth_ros.frame import drop_points, multiply_xyz
+    rng = np.random.default_rng(5)
+    body = rng.random((30, 40, channels)).astype(np.float32)
+    mask = rng.random((30, 40)) < 0.3
+    expected = body.copy()
+    multiply_xyz(expected, np.where(mask, np.float32(np.nan), np.float32(1)))
+    fast = body.copy()
+    drop_points(fast, mask)
+    np.testing.assert_array_equal(fast, expected)  # NaN where dropped, colour untouched
+    assert np.isnan(fast[mask][:, :3]).all() and not np.isnan(fast[~mask]).any()
+    strided = np.ascontiguousarray(body.transpose(1, 0, 2)).transpose(1, 0, 2)
+    assert not strided.flags.c_contiguous  # no flat view to write through: the slow way
+    drop_points(strided, mask)
+    np.testing.assert_array_equal(strided, expected)
