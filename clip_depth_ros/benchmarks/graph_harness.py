@@ -136,7 +136,7 @@ class Recorder:
     """Arrival times of depth (and points) by stamp, plus the node's latest /diagnostics."""
 
     def __init__(self, node: Any, points: bool):
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()  # notified on every arrival (closed loop waits)
         self.arrivals: dict[str, dict[int, float]] = {"depth": {}, "points": {}}
         self.messages = {"depth": 0, "points": 0}
         self.diagnostics: tuple[int, dict[str, str]] = (0, {})
@@ -152,6 +152,7 @@ class Recorder:
             with self.lock:
                 self.arrivals[topic].setdefault(cdr_stamp_ns(data), t)  # first copy counts
                 self.messages[topic] += 1
+                self.lock.notify_all()
         return store
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
@@ -166,6 +167,14 @@ class Recorder:
         with self.lock:
             self.arrivals = {"depth": {}, "points": {}}
             self.messages = {"depth": 0, "points": 0}
+
+    def wait_for(self, key: int, topics: tuple[str, ...], deadline: float) -> bool:
+        """Block (no polling: the node gets the CPU) until frame ``key`` arrived on every
+        topic, or until ``deadline`` (monotonic s); True when it arrived."""
+        with self.lock:
+            return self.lock.wait_for(
+                lambda: all(key in self.arrivals[t] for t in topics),
+                timeout=max(0.0, deadline - time.monotonic()))
 
     def snapshot(self) -> tuple[dict[str, dict[int, float]], dict[str, int]]:
         """Copies of the arrivals and message counts."""
@@ -246,7 +255,8 @@ class LiveGraph:
         self.ros = rclpy.create_node("live_graph_bench", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.ros)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
         self.player = Player(self.ros, frames, intrinsics)
         self.recorder = Recorder(self.ros, self.points)
         deadline = time.monotonic() + self.startup_timeout
@@ -263,6 +273,9 @@ class LiveGraph:
         """Stop spinning, leave the graph and stop the node process."""
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=2.0)
+            # the spin thread must be out of its wait before the node's handles go (else it
+            # can add a destroyed event handler to its wait set: InvalidHandle at exit)
+            self._spinner.join(timeout=5.0)
         if self.ros is not None:
             self.ros.destroy_node()
         if self.context is not None:
@@ -317,12 +330,7 @@ class LiveGraph:
             key = self.player.publish_one()
             deadline = t0 + timeout
             topics = ("depth", "points") if self.points else ("depth",)
-            while time.monotonic() < deadline:
-                arrived = self.recorder.snapshot()[0]
-                if all(key in arrived[t] for t in topics):
-                    break
-                time.sleep(0.0005)
-            else:
+            if not self.recorder.wait_for(key, topics, deadline):
                 lost += 1
             round_trips.append(time.monotonic() - t0)
         total = time.monotonic() - start
