@@ -79,14 +79,17 @@ def multiply_xyz(cloud: np.ndarray, factor: "np.ndarray | float") -> None:
 
 def drop_points(cloud: np.ndarray, mask: np.ndarray) -> None:
     """Set x, y, z to NaN in place where ``mask`` (the cloud's (H', W')) is True; the packed
-    rgb channel is left alone.  Index writes into the flat body: 2-10x faster than
-    multiplying by a NaN/1 plane, for any share of dropped points."""
+    rgb channel is left alone.  Index writes into the flat body, as fast as multiplying by a
+    NaN/1 plane or faster at any share (640x480: 0.04 against 0.48 ms for 1% dropped, 0.44
+    against 1.52 ms for 50%, 0.64 against 0.64 ms for 90%)."""
     if not cloud.flags.c_contiguous:  # (the pipeline's bodies are): no view to write through
         multiply_xyz(cloud, np.where(mask, np.float32(np.nan), np.float32(1)))
         return
     index = np.flatnonzero(mask)
     if index.size:
-        cloud.reshape(-1, cloud.shape[-1])[index, :3] = np.nan
+        flat = cloud.reshape(-1, cloud.shape[-1])  # a view: the body is contiguous
+        for channel in range(3):  # one 1-D scatter per channel: 2-3x faster than [index, :3]
+            flat[:, channel][index] = np.nan
 
 
 def host_outputs(depth_m: np.ndarray, image_rgb: np.ndarray, intrinsics: Optional[Intrinsics],
