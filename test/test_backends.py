@@ -244,3 +244,16 @@ def test_normalisation_per_channel_is_the_broadcast_formula_exactly():
     got = normalize_nchw(image, config)
     assert got.shape == (1, 3, 37, 53) and got.dtype == np.float32
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("model", ["tiny-mirror", "tiny-moa", "tiny-depthclip"])
+def test_bf16_depth_is_not_rounded_to_bf16_steps(model):
+    # bf16 keeps 8 significant bits: depth rounded to it comes in 0.4% steps (terraces on a
+    # flat floor); the heads' output layers run in float32 so the depth is continuous
+    backend = _build(seed=0, model=model, precision="bf16")
+    height, width = backend.config.input_hw
+    depth, _ = backend.predict(preprocess(_image(height, width, seed=1), backend.config),
+                               *camera_inputs(None, width))
+    assert depth.dtype == np.float32
+    on_bf16_grid = torch.from_numpy(depth).to(torch.bfloat16).float().numpy() == depth
+    assert on_bf16_grid.mean() < 0.2, f"{on_bf16_grid.mean():.0%} of depths are bf16 values"

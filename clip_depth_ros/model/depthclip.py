@@ -57,5 +57,6 @@ class DepthCLIPHead(nn.Module):
         """(depth as ``forward`` returns it, {"bin_probs": (B, K, h, w)}): the bin
         distribution, which the confidence output reads."""
         probs = self.bin_probabilities(encoder, image, text_embedding)
-        depth = torch.einsum("bkhw,k->bhw", probs, self.bins_m.to(probs.dtype)).unsqueeze(1)
+        # the depth in float32 (layers.py says why)
+        depth = torch.einsum("bkhw,k->bhw", probs.float(), self.bins_m.float()).unsqueeze(1)
         return depth, {"bin_probs": probs}

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..config import MirrorConfig
 from .backbone import ImageEncoder, TextEncoder
+from .layers import conv_fp32
 
 CAMERA_HIDDEN = 16  # width of the focal-conditioning MLP of each decoder stage
 
@@ -121,12 +122,13 @@ class MirrorHead(nn.Module):
         emb = text_embedding.to(x.dtype)
         for k, stage in enumerate(self.stages):
             x = stage(self._join_taps(x, maps, k) if k else x, emb, log_focal)
+        # the outputs in float32 (layers.py says why)
         if self.uncertainty is None:
-            return torch.sigmoid(self.out(x)) * self.max_depth, {}
+            return torch.sigmoid(conv_fp32(x, self.out)) * self.max_depth, {}
         # both 1-channel 3x3 outputs as one 2-channel convolution: the same numbers, and on a
         # CPU half the time (oneDNN runs a 2-channel output about as fast as a 1-channel one)
-        both = F.conv2d(x, torch.cat([self.out.weight, self.uncertainty.weight]),
-                        torch.cat([self.out.bias, self.uncertainty.bias]), padding=1)
+        both = conv_fp32(x, self.out, torch.cat([self.out.weight, self.uncertainty.weight]),
+                         torch.cat([self.out.bias, self.uncertainty.bias]))
         return torch.sigmoid(both[:, :1]) * self.max_depth, {"log_b": both[:, 1:]}
 
     def _join_taps(self, x: Optional[torch.Tensor], maps: list[torch.Tensor],

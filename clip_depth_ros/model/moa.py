@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import ConfigError, MoAConfig
 from .backbone import ImageEncoder, TextEncoder
+from .layers import conv_fp32
 
 
 class MixtureOfAdapters(nn.Module):
@@ -206,9 +207,9 @@ class MoAHead(nn.Module):
             x = stage(x)
         if x.shape[-2:] != image.shape[-2:]:  # input not a multiple of the patch size
             x = F.interpolate(x, size=image.shape[-2:], mode="bilinear", align_corners=False)
-        logits = self.classifier(x)
+        logits = conv_fp32(x, self.classifier)  # the outputs in float32 (layers.py)
         probs = torch.softmax(logits, dim=1)
         depth_cls = torch.einsum("bkhw,k->bhw", probs, self.bin_centres.to(probs.dtype))
-        depth_reg = torch.sigmoid(self.regressor(x)) * self.max_depth
+        depth_reg = torch.sigmoid(conv_fp32(x, self.regressor)) * self.max_depth
         depth = 0.5 * (depth_cls.unsqueeze(1) + depth_reg)
         return depth, {"bin_logits": logits, "regression": depth_reg}
