@@ -8,6 +8,9 @@ operators (its "throttled" spin count), so every operator pays a thread wake-up.
 this project's 2-core machine with the bundled model at 640x480: 23 ms per frame when one
 thread does everything, 28-36 ms when loading and frames are split over two threads
 (BENCHMARKS.md).  The thread also keeps only the latest frame (:class:`LatestFrameSlot`).
+
+Each ``start`` gets its own queue and stop flag: a thread that outlives a ``stop`` (a frame
+still running when the wait ran out) can never serve the next start's frames.
 """
 from __future__ import annotations
 
@@ -35,38 +38,55 @@ class ModelThread(Generic[T]):
         self._poll_s = poll_s
         self.slot: LatestFrameSlot[T] = LatestFrameSlot()
         self._thread: Optional[threading.Thread] = None
-        self._running = False
+        self._stop = threading.Event()
 
     @property
     def alive(self) -> bool:
-        """True while the thread runs (after a successful ``start``, until ``stop``)."""
-        return self._thread is not None and self._thread.is_alive()
+        """True while a thread of this object runs (also one that has not stopped yet)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
-    def start(self, load: Callable[[], B], timeout: Optional[float] = None) -> B:
-        """Run ``load()`` on the new thread and return its result, then serve the queue.
+    def start(self, load: Callable[[], B], timeout: Optional[float] = None,
+              discard: Optional[Callable[[B], None]] = None) -> B:
+        """Run ``load()`` on a new thread and return its result, then serve the queue.
 
-        An exception from ``load`` ends the thread and is raised here, in the caller."""
+        An exception from ``load`` ends the thread and is raised here, in the caller.  After
+        ``timeout`` s without a result: TimeoutError, and whatever ``load`` returns later is
+        handed to ``discard`` (e.g. to free its memory), never served."""
         if self.alive:
-            raise RuntimeError("ModelThread already started")
-        loaded = threading.Event()
-        box: dict = {}
+            raise RuntimeError("the model thread of the previous configuration is still "
+                               "running (a frame did not finish); try again when it has")
+        loaded, lock, box = threading.Event(), threading.Lock(), {}
+        slot, stop = LatestFrameSlot(), threading.Event()
 
         def run() -> None:
             try:
-                box["value"] = load()
+                value = load()
             except BaseException as exc:  # handed to the caller, who decides
                 box["error"] = exc
                 loaded.set()
                 return
+            with lock:
+                late = stop.is_set()
+                if not late:
+                    box["value"] = value
+            if late:  # the caller gave up waiting
+                if discard is not None:
+                    discard(value)
+                return
             loaded.set()
-            self._serve()
+            self._serve(slot, stop)
 
-        self.slot = LatestFrameSlot()
-        self._running = True
+        self.slot, self._stop = slot, stop
         self._thread = threading.Thread(target=run, name=self._name, daemon=True)
         self._thread.start()
         if not loaded.wait(timeout):
-            self.stop(0.0)
+            with lock:
+                stop.set()
+                value = box.pop("value", None)
+            slot.close()
+            if value is not None and discard is not None:  # loaded just as the wait ended
+                discard(value)
             raise TimeoutError(f"loading the model took longer than {timeout} s")
         if "error" in box:
             self.stop()
@@ -77,17 +97,25 @@ class ModelThread(Generic[T]):
         """Queue an item (replacing a waiting one); True when one was replaced."""
         return self.slot.put(item)
 
-    def stop(self, timeout: Optional[float] = 10.0) -> None:
-        """Stop taking items; wait up to ``timeout`` s for the item in progress."""
-        self._running = False
+    def stop(self, timeout: Optional[float] = 10.0) -> bool:
+        """Stop taking items; wait up to ``timeout`` s for the item in progress.  False when
+        the thread is still running then (it ends after that item; ``start`` refuses until
+        it has)."""
+        thread = self._thread
+        self._stop.set()
         self.slot.close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=timeout)
-        self._thread = None
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout=timeout)
+        if thread.is_alive():
+            return False
+        if self._thread is thread:
+            self._thread = None
+        return True
 
-    def _serve(self) -> None:
-        while self._running:
-            item = self.slot.take(timeout=self._poll_s)
+    def _serve(self, slot: LatestFrameSlot[T], stop: threading.Event) -> None:
+        while not stop.is_set():
+            item = slot.take(timeout=self._poll_s)
             if item is None:
                 continue
             try:

@@ -83,9 +83,40 @@ def test_only_the_latest_waiting_item_is_kept():
     assert worker.slot.dropped == 1
 
 
-def test_a_load_that_hangs_past_the_timeout_is_an_error():
-    gate = threading.Event()
-    worker = ModelThread(lambda item: None, lambda exc: None)
+def test_a_load_that_hangs_past_the_timeout_is_an_error_and_its_result_is_discarded():
+    gate, discarded, handled = threading.Event(), [], []
+    worker = ModelThread(handled.append, lambda exc: None)
     with pytest.raises(TimeoutError):
-        worker.start(lambda: gate.wait(5.0), timeout=0.2)
+        worker.start(lambda: gate.wait(5.0) and "late backend", timeout=0.2,
+                     discard=discarded.append)
+    worker.put("frame")
     gate.set()
+    assert _wait(lambda: discarded == ["late backend"])
+    assert _wait(lambda: not worker.alive)
+    assert handled == []  # the late load never serves
+
+
+def test_a_thread_that_outlives_stop_never_serves_the_next_start():
+    release, seen = threading.Event(), []
+
+    def handle(item):
+        seen.append((item, threading.current_thread()))  # (idents are reused)
+        if item == "slow":
+            release.wait(5.0)
+
+    worker = ModelThread(handle, lambda exc: None)
+    worker.start(lambda: None)
+    worker.put("slow")
+    assert _wait(lambda: len(seen) == 1)
+    assert worker.stop(timeout=0.1) is False  # still in the slow item
+    with pytest.raises(RuntimeError, match="still running"):
+        worker.start(lambda: None)
+    release.set()
+    assert _wait(lambda: not worker.alive)
+    old_thread = seen[0][1]
+    worker.start(lambda: None)
+    for i in range(3):
+        worker.put(i)
+        assert _wait(lambda: len(seen) == 2 + i)
+    assert worker.stop() is True
+    assert all(thread is not old_thread for _, thread in seen[1:])

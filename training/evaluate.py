@@ -138,7 +138,8 @@ def format_table(metrics: dict[str, Any]) -> str:
     values = " | ".join(f"{metrics[k]:8.4f}" for k in METRIC_KEYS)
     notes = (f"{metrics['n_images']} images, crop {metrics['crop']}, cap {metrics['max_depth']} m,"
              f" flip TTA {'on' if metrics['flip_tta'] else 'off'}, median scaling "
-             f"{'ON (not metric)' if metrics['median_scaling'] else 'off (metric)'}")
+             f"{'ON (not metric)' if metrics['median_scaling'] else 'off (metric)'}"
+             + (f", {metrics['precision']}" if "precision" in metrics else ""))
     if "split_settings" in metrics:
         notes = f"{metrics.get('model', 'model')} on {describe(metrics['split_settings'])}\n{notes}"
     return f"{header}\n{values}\n{notes}"
@@ -331,6 +332,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     metrics, samples = evaluate(backend, dataset_for(args, split), args.crop, args.flip_tta,
                                 args.median_scale, args.max_depth, split=split, trust=trust,
                                 sparse_share=args.sparse_share)
+    metrics["precision"] = args.precision
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

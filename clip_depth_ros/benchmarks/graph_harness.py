@@ -234,6 +234,7 @@ class LiveGraph:
         self.startup_timeout = startup_timeout
         self.node_proc: Optional[NodeProcess] = None
         self.context = self.ros = self.executor = None
+        self._spinner: Optional[threading.Thread] = None
 
     def __enter__(self) -> "LiveGraph":
         try:
@@ -275,7 +276,8 @@ class LiveGraph:
             self.executor.shutdown(timeout_sec=2.0)
             # the spin thread must be out of its wait before the node's handles go (else it
             # can add a destroyed event handler to its wait set: InvalidHandle at exit)
-            self._spinner.join(timeout=5.0)
+            if self._spinner is not None:
+                self._spinner.join(timeout=5.0)
         if self.ros is not None:
             self.ros.destroy_node()
         if self.context is not None:

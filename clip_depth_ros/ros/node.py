@@ -156,13 +156,14 @@ class DepthNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         try:  # loaded on the thread that runs the frames (model_thread.py says why)
             self._backend = self._worker.start(self._load_backend)
+            self._trust = TrustIO(trust_settings(self.p), self.p("sparse_depth_tolerance_s"))
+            self._pipeline = DepthPipeline(self._backend, self._pipeline_settings(),
+                                           steps=self._trust.steps)
         except Exception as exc:  # any load failure: one clear error, node stays up
+            self._release()  # nothing half-configured: a later configure starts clean
             self.health.last_error = f"configure failed: {exc}"
             self.get_logger().error(f"could not load the model: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._trust = TrustIO(trust_settings(self.p), self.p("sparse_depth_tolerance_s"))
-        self._pipeline = DepthPipeline(self._backend, self._pipeline_settings(),
-                                       steps=self._trust.steps)
         info = self.health.backend = self._backend.describe()
         self.get_logger().info(
             "model {model} ({method} on {backbone}) backend {backend} device {device} "
@@ -237,8 +238,10 @@ class DepthNode(LifecycleNode):
         super().destroy_node()
 
     def _release(self) -> None:
-        self._worker.stop()
-        if self._backend is not None:
+        if not self._worker.stop():  # a frame still running: it keeps the backend it uses
+            self.get_logger().warning("the worker did not stop within 10 s (a frame still "
+                                      "running); its model is freed when that frame ends")
+        elif self._backend is not None:
             self._backend.close()
         self._backend = self._pipeline = None
         self.health.backend = {}
