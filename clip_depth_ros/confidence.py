@@ -29,41 +29,38 @@ FLYING_JUMP = 0.06  # relative depth jump inside a 3x3 neighbourhood that marks 
 _KERNEL = np.ones((3, 3), np.uint8)
 
 
-def neighbourhood_jump(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(max - min of log depth over each 3x3 neighbourhood, valid mask); invalid pixels and
-    their neighbours count as a jump of +inf."""
-    depth = np.asarray(depth_m, dtype=np.float32)
-    valid = depth > 0  # NaN compares false
-    valid &= depth < np.inf
-    # invalid -> +inf for the max and 0 (log -inf) for the min: any neighbour makes it +inf
-    log_high = cv2.log(np.where(valid, depth, np.float32(np.inf)))
-    log_low = cv2.log(np.where(valid, depth, np.float32(0)))
-    return cv2.dilate(log_high, _KERNEL) - cv2.erode(log_low, _KERNEL), valid
-
-
-def trust_maps(depth_m: np.ndarray, model_term: Optional[np.ndarray], want_confidence: bool,
-               want_flying: bool, jump: float = FLYING_JUMP
-               ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
-    """(confidence or None, flying-pixel mask or None) from one neighbourhood pass."""
-    if not want_confidence:
-        return None, (_flying_only(depth_m, jump) if want_flying else None)
-    spread, valid = neighbourhood_jump(depth_m)
-    flying = (valid & ~(spread <= np.float32(np.log1p(jump)))) if want_flying else None
-    confidence = _confidence(spread, valid, depth_m.shape, model_term) \
-        if want_confidence else None
-    return confidence, flying
-
-
-def _flying_only(depth_m: np.ndarray, jump: float) -> np.ndarray:
-    """The flying-pixel mask alone: max <= (1 + jump) min over the 3x3 neighbourhood is the
-    same test as the log spread's, without the two logarithms (the edge filter's default)."""
+def neighbourhood_extremes(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(max, min of depth over each 3x3 neighbourhood, valid mask); an invalid pixel counts
+    as +inf for the max and 0 for the min, so it makes its neighbours' jump infinite."""
     depth = np.asarray(depth_m, dtype=np.float32)
     valid = depth > 0  # NaN compares false
     valid &= depth < np.inf
     high = cv2.dilate(np.where(valid, depth, np.float32(np.inf)), _KERNEL)
     low = cv2.erode(np.where(valid, depth, np.float32(0)), _KERNEL)
-    low *= np.float32(1 + jump)
-    return valid & ~(high <= low)
+    return high, low, valid
+
+
+def neighbourhood_jump(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max - min of log depth over each 3x3 neighbourhood, valid mask); invalid pixels and
+    their neighbours count as a jump of +inf."""
+    high, low, valid = neighbourhood_extremes(depth_m)
+    with np.errstate(divide="ignore"):
+        return np.log(high / low), valid
+
+
+def trust_maps(depth_m: np.ndarray, model_term: Optional[np.ndarray], want_confidence: bool,
+               want_flying: bool, jump: float = FLYING_JUMP
+               ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(confidence or None, flying-pixel mask or None) from one neighbourhood pass.
+
+    No logarithms: a log-spread above log(1 + jump) is max > (1 + jump) min, and the
+    geometric term exp(-spread / (2 GRADIENT_SCALE)) is (min / max) ** (1 / (2 GRADIENT_SCALE))."""
+    if not (want_confidence or want_flying):
+        return None, None
+    high, low, valid = neighbourhood_extremes(depth_m)
+    flying = valid & ~(high <= low * np.float32(1 + jump)) if want_flying else None
+    confidence = _confidence(low / high, valid, model_term) if want_confidence else None
+    return confidence, flying
 
 
 def flying_pixels(depth_m: np.ndarray, jump: float = FLYING_JUMP) -> np.ndarray:
@@ -77,13 +74,13 @@ def geometric_confidence(depth_m: np.ndarray) -> np.ndarray:
     return trust_maps(depth_m, None, True, False)[0]
 
 
-def _confidence(spread: np.ndarray, valid: np.ndarray, shape: tuple[int, int],
+def _confidence(ratio: np.ndarray, valid: np.ndarray,
                 model_term: Optional[np.ndarray]) -> np.ndarray:
-    """Geometric term (from the 3x3 spread) times the model's term, NaN where invalid."""
-    scaled = np.minimum(spread, np.float32(1e4)) * np.float32(-0.5 / GRADIENT_SCALE)
-    conf = cv2.exp(scaled)
+    """Geometric term (from min / max over the 3x3 neighbourhood, 0 next to an invalid pixel)
+    times the model's term, NaN where invalid."""
+    conf = cv2.pow(ratio, 0.5 / GRADIENT_SCALE)  # an integer power: multiplications
     if model_term is not None:
-        height, width = shape
+        height, width = ratio.shape
         if model_term.shape != (height, width):
             model_term = cv2.resize(model_term.astype(np.float32), (width, height),
                                     interpolation=cv2.INTER_LINEAR)

@@ -351,3 +351,26 @@ def test_drop_points_sets_xyz_nan_and_keeps_colour(channels):
     assert not strided.flags.c_contiguous  # no flat view to write through: the slow way
     drop_points(strided, mask)
     np.testing.assert_array_equal(strided, expected)
+
+
+def test_confidence_without_logarithms_matches_the_log_spread_formula():
+    from clip_depth_ros.confidence import GRADIENT_SCALE, neighbourhood_jump, trust_maps
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:50, 0:70]
+    depth = (1 + xx / 70 + yy / 50).astype(np.float32)
+    depth[:, 35:] *= 1.4
+    depth[rng.random(depth.shape) < 0.01] = np.nan
+    model_term = rng.random((25, 35)).astype(np.float32)
+    spread, valid = neighbourhood_jump(depth)
+    geometric = np.exp(-np.minimum(spread, 1e4) * 0.5 / GRADIENT_SCALE)
+    expected = geometric * cv2_resize(model_term, depth.shape)
+    expected[~valid] = np.nan
+    got = trust_maps(depth, model_term, True, False)[0]
+    np.testing.assert_array_equal(np.isnan(got), ~valid)
+    np.testing.assert_allclose(got[valid], expected[valid], rtol=1e-5, atol=1e-7)
+    assert got[valid].min() == 0.0 and got[valid].max() > 0.5  # next to NaN: 0; smooth: high
+
+
+def cv2_resize(term, shape):
+    import cv2
+    return cv2.resize(term, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
