@@ -166,10 +166,13 @@ def _covers_an_area(inliers: np.ndarray, grid: np.ndarray, min_share: float = 0.
 def fit_plane(points: np.ndarray, weights: Optional[np.ndarray] = None
             ) -> tuple[np.ndarray, float]:
     """(Weighted) least-squares plane (normal up, offset) through points."""
-    weights = np.ones(len(points)) if weights is None else weights
-    centre = (weights[:, None] * points).sum(axis=0) / weights.sum()
-    centred = (points - centre) * np.sqrt(weights)[:, None]
-    normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    points = np.asarray(points, dtype=np.float64)
+    weights = np.ones(len(points)) if weights is None else np.asarray(weights, dtype=np.float64)
+    centre = weights @ points / weights.sum()
+    centred = points - centre
+    # the normal is the weighted scatter matrix's least eigenvector (what an SVD of the
+    # weighted, centred points gives as its last right singular vector; 3x3: cheaper)
+    normal = np.linalg.eigh((centred * weights[:, None]).T @ centred)[1][:, 0]
     if normal[1] > 0:
         normal = -normal
     return normal, -float(normal @ centre)
