@@ -26,8 +26,8 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.graph_harness import LiveGraph, loadavg, percentiles  # noqa: E402
-from benchmarks.live_graph import (add_graph_args, graph_from_args, json_text,  # noqa: E402
-                                   print_table)
+from benchmarks.live_graph import (add_graph_args, graph_args_problem,  # noqa: E402
+                                   graph_from_args, json_text, print_table)
 
 
 def window_stats(sent: dict[int, float], depth: dict[int, float], window: int,
@@ -125,6 +125,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the soak; print the report, optionally write JSON."""
     args = parse_args(argv)
+    problem = graph_args_problem(args)
+    if problem:
+        print(f"soak: error: {problem}", file=sys.stderr)
+        return 2
     with graph_from_args(args) as graph:
         setup = graph.describe()
         print(f"setup: {setup}", flush=True)

@@ -49,6 +49,31 @@ def test_start_alive_rss_stop(tmp_path, monkeypatch):
     node.stop()  # twice is fine
 
 
+def test_another_checkout_runs_first_on_the_path(tmp_path, monkeypatch):
+    # benchmarks.live_graph --node-root: an older commit's node under the same harness
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", "SHM")
+    other = tmp_path / "old_checkout"
+    other.mkdir()
+    node = NodeProcess(log_path=tmp_path / "node.log", package_root=other)
+    node.command = [sys.executable, "-c", "import os; "
+                    "print(os.environ['PYTHONPATH'].split(os.pathsep)[0])"]
+    with node:
+        for _ in range(100):
+            if not node.alive():
+                break
+            time.sleep(0.05)
+    assert (tmp_path / "node.log").read_text().split() == [str(other)]
+
+
+def test_live_graph_refuses_a_node_root_without_the_package(tmp_path, capsys):
+    from clip_depth_ros.benchmarks.live_graph import main
+    assert main(["--closed-loop", "3", "--node-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--node-root" in err and "clip_depth_ros/ros/main.py" in err
+    assert main(["--closed-loop", "3", "--params-file", str(tmp_path / "no.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
 def test_importing_the_launcher_and_demo_imports_no_rclpy():
     """The demo imports the launcher before it confines DDS: neither may pull rclpy in."""
     script = ("import sys\nimport clip_depth_ros.ros.launcher, clip_depth_ros.ros.demo\n"

@@ -226,10 +226,11 @@ class LiveGraph:
                  overrides: Optional[dict[str, str]] = None,
                  params_file: str = str(DEFAULT_PARAMS), distinct_frames: int = 30,
                  log_path: Optional[Path] = None,
-                 startup_timeout: float = 180.0):
+                 startup_timeout: float = 180.0, node_root: Optional[Path] = None):
         self.width, self.height, self.points = width, height, points
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.params_file, self.distinct_frames = params_file, distinct_frames
+        self.node_root = node_root  # another checkout's node (None: this one)
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="depth_node_", suffix=".log")[1])
         self.startup_timeout = startup_timeout
         self.node_proc: Optional[NodeProcess] = None
@@ -249,7 +250,8 @@ class LiveGraph:
 
     def _start(self) -> None:
         # the node loads its model while the frames render
-        self.node_proc = NodeProcess(self.params_file, self.overrides, self.log_path).start()
+        self.node_proc = NodeProcess(self.params_file, self.overrides, self.log_path,
+                                     package_root=self.node_root).start()
         frames, intrinsics = render_frames(self.width, self.height, self.distinct_frames)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)

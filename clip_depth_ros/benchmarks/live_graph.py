@@ -124,7 +124,12 @@ def add_graph_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--weights", default=None, help="override the params file's weights")
     ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                     help="any other node parameter (repeatable), e.g. device:=cuda")
-    ap.add_argument("--params-file", default=str(DEFAULT_PARAMS))
+    ap.add_argument("--params-file", default=str(DEFAULT_PARAMS),
+                    help="the node's parameters (default: this package's depth.yaml)")
+    ap.add_argument("--node-root", type=Path, default=None, metavar="DIR",
+                    help="run the node from another checkout (a folder holding "
+                         "clip_depth_ros/), e.g. an older commit's `git worktree`, under this "
+                         "harness; give that checkout's --params-file too (default: this one)")
     ap.add_argument("--distinct-frames", type=int, default=30, help="frames rendered up front")
     ap.add_argument("--domain-id", type=int, default=None,
                     help="private ROS_DOMAIN_ID (default 100 + pid %% 100)")
@@ -139,12 +144,26 @@ def graph_from_args(args: argparse.Namespace) -> LiveGraph:
     overrides = dict(p.split(":=", 1) for p in args.param)
     overrides.update({"model": args.model, "weights": args.weights})
     return LiveGraph(args.width, args.height, args.points, overrides, args.params_file,
-                     args.distinct_frames, args.node_log)
+                     args.distinct_frames, args.node_log, node_root=args.node_root)
+
+
+def graph_args_problem(args: argparse.Namespace) -> str:
+    """Why the graph options cannot work (one line), or ''."""
+    root = getattr(args, "node_root", None)
+    if root is not None and not (root / "clip_depth_ros" / "ros" / "main.py").is_file():
+        return f"--node-root {root}: no clip_depth_ros/ros/main.py there (a checkout's root?)"
+    if not Path(args.params_file).is_file():
+        return f"--params-file {args.params_file}: no such file"
+    return ""
 
 
 def run(args: argparse.Namespace) -> int:
     """Run one rate or the peak search; print a table, optionally write JSON."""
     from .graph_harness import loadavg
+    problem = graph_args_problem(args)
+    if problem:
+        print(f"live_graph: error: {problem}", file=sys.stderr)
+        return 2
     with graph_from_args(args) as graph:
         graph.measure(args.rate, max(5, round(args.rate * args.warmup)))  # warm-up, discarded
         setup = graph.describe()

@@ -79,8 +79,11 @@ class NodeProcess:
                  overrides: Optional[Mapping[str, Any]] = None,
                  log_path: Optional[Path] = None, env: Optional[Mapping[str, str]] = None,
                  namespace: str = "", ros_args: Sequence[str] = (),
-                 cwd: Optional[Path] = None):
+                 cwd: Optional[Path] = None, package_root: Optional[Path] = None):
         self.command = node_command(params_file, overrides, namespace, ros_args)
+        # the tree whose clip_depth_ros the child imports (default: this one); another
+        # checkout runs an older node under the same harness, for before/after comparisons
+        self.package_root = Path(package_root) if package_root is not None else PACKAGE_ROOT
         self.cwd = cwd  # relative paths in the arguments resolve from here (default: ours)
         self.log_path = None if log_path is None else Path(log_path)
         self.env = dict(env or {})
@@ -94,7 +97,7 @@ class NodeProcess:
                                "node (and before importing rclpy)")
         env = dict(os.environ, **self.env)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(PACKAGE_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+            [str(self.package_root)] + [p for p in [env.get("PYTHONPATH")] if p])
         self._log = open(self.log_path, "w") if self.log_path is not None else None
         self.proc = subprocess.Popen(self.command, env=env, cwd=self.cwd,
                                      stdout=self._log or subprocess.DEVNULL,
