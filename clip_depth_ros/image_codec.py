@@ -218,28 +218,27 @@ def planes_body(x: np.ndarray, y: np.ndarray, z: np.ndarray,
                 rgb: Optional[np.ndarray] = None) -> np.ndarray:
     """The cloud body of three (H, W) float32 planes (+ (H, W, 3) uint8 RGB) in one
     interleaving pass: what ``cloud_body`` makes of their (H, W, 3) stack, bit for bit."""
-    planes = [x, y, z]
-    if rgb is not None:
-        bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
-        packed = bgra.view(np.uint32)[:, :, 0]
-        packed &= np.uint32(0x00FFFFFF)  # clear alpha: PCL / depth_image_proc leave it 0
-        planes.append(packed.view(np.float32))
+    planes = [x, y, z] + ([_packed_rgb(rgb)] if rgb is not None else [])
     return cv2.merge([np.ascontiguousarray(p, dtype=np.float32) for p in planes])
 
 
-def interleave_xyzrgb(points: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """HxWx4 little-endian float32 of x, y, z and the 0x00RRGGBB colour bits.
+def _packed_rgb(colours: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H, W) float32 whose bits are 0x00RRGGBB, in one cv2 pass.
 
     Assumes a little-endian host (every ROS 2 tier-1 platform): the B, G, R, A bytes that
-    cvtColor writes then read as the uint32 0xAARRGGBB.
-    """
-    if points.size == 0:
-        return np.empty(points.shape[:2] + (4,), dtype=np.float32)
-    # cv2 interleaves in one pass, several times faster than strided numpy writes.
+    cvtColor writes then read as the uint32 0xAARRGGBB."""
     bgra = cv2.cvtColor(np.ascontiguousarray(colours), cv2.COLOR_RGB2BGRA)
     packed = bgra.view(np.uint32)[:, :, 0]
     packed &= np.uint32(0x00FFFFFF)  # clear alpha: PCL / depth_image_proc leave it 0
-    return cv2.merge([np.ascontiguousarray(points), packed.view(np.float32)])
+    return packed.view(np.float32)
+
+
+def interleave_xyzrgb(points: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """HxWx4 little-endian float32 of x, y, z and the 0x00RRGGBB colour bits."""
+    if points.size == 0:
+        return np.empty(points.shape[:2] + (4,), dtype=np.float32)
+    # cv2 interleaves in one pass, several times faster than strided numpy writes.
+    return cv2.merge([np.ascontiguousarray(points), _packed_rgb(colours)])
 
 
 def cloud_body(points_xyz: np.ndarray, rgb: Optional[np.ndarray] = None) -> np.ndarray:

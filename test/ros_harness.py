@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -16,6 +15,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from clip_depth_ros.ros.launcher import DEFAULT_PARAMS, NodeProcess
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = DEFAULT_PARAMS
@@ -63,12 +63,7 @@ class Probe:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Poll until predicate() is true or timeout seconds pass."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout)
 
     def close(self) -> None:
         """Stop spinning and destroy the node."""

@@ -10,6 +10,7 @@ import pytest
 
 from clip_depth_ros.ros import launcher
 from clip_depth_ros.ros.launcher import DEFAULT_PARAMS, NodeProcess, node_command
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,10 +59,7 @@ def test_another_checkout_runs_first_on_the_path(tmp_path, monkeypatch):
     node.command = [sys.executable, "-c", "import os; "
                     "print(os.environ['PYTHONPATH'].split(os.pathsep)[0])"]
     with node:
-        for _ in range(100):
-            if not node.alive():
-                break
-            time.sleep(0.05)
+        assert wait_until(lambda: not node.alive(), 5.0)
     assert (tmp_path / "node.log").read_text().split() == [str(other)]
 
 

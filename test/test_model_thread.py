@@ -2,20 +2,15 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from clip_depth_ros.model_thread import ModelThread
+from waiting import wait_until
 
 
 def _wait(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+    return wait_until(predicate, timeout, poll_s=0.01)
 
 
 def test_load_and_frames_run_on_one_thread_that_is_not_the_callers():

@@ -12,6 +12,7 @@ import dds_shm
 
 from clip_depth_ros.ros.params import PARAMS
 from ros_harness import PARAMS_FILE, RELIABLE, ROOT, Probe, node_process, rgb_image
+from waiting import wait_until
 
 import rclpy
 
@@ -278,10 +279,7 @@ def test_the_model_is_loaded_on_the_thread_that_runs_the_frames(ros, monkeypatch
         loaded = len(calls)
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         node._worker.put((rgb_image(64, 48, Time()), time.monotonic()))  # as _on_image does
-        deadline = time.monotonic() + 30
-        while len(calls) == loaded and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(calls) > loaded, "the frame never reached the backend"
+        assert wait_until(lambda: len(calls) > loaded, 30), "the frame never reached the backend"
         assert {thread for _, thread in calls} == {"depth_worker"}
         assert threading.current_thread().name != "depth_worker"
     finally:
