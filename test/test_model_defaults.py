@@ -27,8 +27,8 @@ def test_one_default_shared_by_every_tool():
     assert model_or_default("", "") == (None, DEFAULT_WEIGHTS)
     assert model_or_default("tiny-mirror", None) == ("tiny-mirror", None)
     assert model_or_default(None, "x.safetensors") == (None, "x.safetensors")
-    params = pytest.importorskip("clip_depth_ros.ros.params")
-    assert {p.name: p.default for p in params.PARAMS}["weights"] == DEFAULT_WEIGHTS
+    from clip_depth_ros.ros.params import PARAMS
+    assert {p.name: p.default for p in PARAMS}["weights"] == DEFAULT_WEIGHTS
 
 
 def test_a_bundled_name_runs_its_bundled_weights():
