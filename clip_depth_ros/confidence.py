@@ -35,6 +35,9 @@ def neighbourhood_extremes(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     depth = np.asarray(depth_m, dtype=np.float32)
     valid = depth > 0  # NaN compares false
     valid &= depth < np.inf
+    if np.count_nonzero(valid) == valid.size:  # a model's depth usually is: no substitutes
+        depth = np.ascontiguousarray(depth)
+        return cv2.dilate(depth, _KERNEL), cv2.erode(depth, _KERNEL), valid
     high = cv2.dilate(np.where(valid, depth, np.float32(np.inf)), _KERNEL)
     low = cv2.erode(np.where(valid, depth, np.float32(0)), _KERNEL)
     return high, low, valid

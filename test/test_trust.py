@@ -335,18 +335,23 @@ def test_the_edge_filter_alone_finds_the_same_pixels_as_the_log_spread():
     np.testing.assert_array_equal(with_confidence, expected)
 
 
+@pytest.mark.parametrize("share", [0.01, 0.3, 1.0])  # index writes; one masked pass (dense)
 @pytest.mark.parametrize("channels", [3, 4])
-def test_drop_points_sets_xyz_nan_and_keeps_colour(channels):
+def test_drop_points_sets_xyz_nan_and_keeps_colour(channels, share):
     from clip_depth_ros.frame import drop_points, multiply_xyz
     rng = np.random.default_rng(5)
-    body = rng.random((30, 40, channels)).astype(np.float32)
-    mask = rng.random((30, 40)) < 0.3
+    body = (rng.random((30, 40, channels)).astype(np.float32) - 0.5) * 8  # signs of x, y
+    if channels == 4:  # packed 0x00RRGGBB: tiny or denormal floats whose bits must survive
+        body[..., 3] = rng.integers(0, 1 << 24, (30, 40), dtype=np.uint32).view(np.float32)
+    mask = rng.random((30, 40)) < share
     expected = body.copy()
     multiply_xyz(expected, np.where(mask, np.float32(np.nan), np.float32(1)))
     fast = body.copy()
     drop_points(fast, mask)
     np.testing.assert_array_equal(fast, expected)  # NaN where dropped, colour untouched
     assert np.isnan(fast[mask][:, :3]).all() and not np.isnan(fast[~mask]).any()
+    if channels == 4:
+        np.testing.assert_array_equal(fast[..., 3].view(np.uint32), body[..., 3].view(np.uint32))
     strided = np.ascontiguousarray(body.transpose(1, 0, 2)).transpose(1, 0, 2)
     assert not strided.flags.c_contiguous  # no flat view to write through: the slow way
     drop_points(strided, mask)
