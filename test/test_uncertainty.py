@@ -35,6 +35,21 @@ def test_laplace_nll_prefers_the_scale_that_matches_the_error():
     assert losses[0.1] < losses[0.02] and losses[0.1] < losses[0.5]
 
 
+def test_the_scale_invariant_residual_ignores_each_images_scale_error():
+    rng = np.random.default_rng(2)
+    target = torch.from_numpy(rng.uniform(1, 5, (2, 1, 6, 8)).astype(np.float32))
+    shape = torch.from_numpy(np.exp(rng.normal(0, 0.05, (2, 1, 6, 8))).astype(np.float32))
+    scaled = target * shape * torch.tensor([1.4, 0.7]).view(2, 1, 1, 1)  # a scale per image
+    valid = torch.ones_like(target, dtype=torch.bool)
+    valid[1, :, :2] = False  # the median over valid pixels only
+    log_b = torch.full_like(target, np.log(0.05))
+    si = float(laplace_nll(log_b, scaled, target, valid, "scale_invariant"))
+    si_shape_only = float(laplace_nll(log_b, target * shape, target, valid, "scale_invariant"))
+    metric = float(laplace_nll(log_b, scaled, target, valid, "metric"))
+    assert si == pytest.approx(si_shape_only, rel=1e-5)  # the per-image factor is gone
+    assert metric > si + 3  # |log 1.4|, |log 0.7| over b = 0.05: the metric residual sees it
+
+
 def test_fine_tuning_adds_a_confidence_output_and_keeps_depth(tmp_path, capsys):
     model, weights = _tiny_weights(tmp_path)
     out = tmp_path / "with_unc.safetensors"

@@ -43,11 +43,23 @@ def build(weights: str) -> torch.nn.Module:
     return model
 
 
+RESIDUALS = ("metric", "scale_invariant")
+
+
 def laplace_nll(log_b: torch.Tensor, depth: torch.Tensor, target: torch.Tensor,
-                valid: torch.Tensor) -> torch.Tensor:
-    """Mean Laplace NLL of the log-depth error over valid pixels (depth is not trained)."""
-    error = (torch.log(depth.detach().clamp_min(1e-3)) - torch.log(target.clamp_min(1e-3))).abs()
-    nll = error * torch.exp(-log_b) + log_b
+                valid: torch.Tensor, residual: str = "metric") -> torch.Tensor:
+    """Mean Laplace NLL of the log-depth error over valid pixels (depth is not trained).
+
+    ``residual``: 'metric' learns the whole log error, the image's scale error included (the
+    same for every pixel, so b learns that level and ranks little); 'scale_invariant' learns
+    the error left after removing each image's median log error, what remains once a scale
+    anchor (or the model's own scale, when right) fixes the metres: b then ranks pixels."""
+    error = torch.log(depth.detach().clamp_min(1e-3)) - torch.log(target.clamp_min(1e-3))
+    if residual == "scale_invariant":
+        offsets = torch.stack([e[v].median() if v.any() else e.new_zeros(())
+                               for e, v in zip(error, valid)])
+        error = error - offsets.view(-1, *([1] * (error.dim() - 1)))
+    nll = error.abs() * torch.exp(-log_b) + log_b
     return nll[valid].mean()
 
 
@@ -71,9 +83,10 @@ def batch_of(dataset: Any, indices: list[int], config: Any
 
 def train(model: torch.nn.Module, steps: int, batch_size: int, lr: float, seed: int,
           focal_range: tuple[float, float], size: tuple[int, int],
-          data: str = "synthetic-indoor") -> list[float]:
+          data: str = "synthetic-indoor", residual: str = "metric") -> list[float]:
     """Fit the uncertainty head; returns the loss per step.  ``data``: synthetic-indoor rooms
-    (``focal_range`` px at the render size) or synthetic-worlds (their own lenses)."""
+    (``focal_range`` px at the render size) or synthetic-worlds (their own lenses);
+    ``residual``: what b learns (:func:`laplace_nll`)."""
     if data == "synthetic-worlds":
         dataset: Any = SyntheticWorldDataset(steps * batch_size, size, seed=seed)
     else:
@@ -92,7 +105,7 @@ def train(model: torch.nn.Module, steps: int, batch_size: int, lr: float, seed: 
         depth = canonical if scale is None else canonical * scale.reshape(-1, 1, 1, 1)
         log_b = torch.nn.functional.interpolate(aux["log_b"], size=depth.shape[-2:],
                                                 mode="bilinear", align_corners=False)
-        loss = laplace_nll(log_b, depth, target, valid[:, :, :, :])
+        loss = laplace_nll(log_b, depth, target, valid, residual)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -121,6 +134,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--data", choices=("synthetic-indoor", "synthetic-worlds"),
                     default="synthetic-indoor", help="views to learn from: rooms, or the "
                     "varied worlds with their own lenses (default: %(default)s)")
+    ap.add_argument("--residual", choices=RESIDUALS, default="metric",
+                    help="the log-depth error b learns: metric (all of it, the image's scale "
+                    "error included) or scale_invariant (after removing each image's median "
+                    "error: what is left once an anchor fixes the scale; b then ranks pixels) "
+                    "(default: %(default)s)")
     args = ap.parse_args(argv)
     if args.out.suffix != ".safetensors" or not args.out.parent.is_dir():
         raise ConfigError(f"--out must be a .safetensors path in an existing folder, not "
@@ -131,14 +149,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     model = build(args.weights)
     start = time.monotonic()
     losses = train(model, args.steps, args.batch_size, args.lr, args.seed,
-                   tuple(args.focal_range), (240, 320), args.data)
+                   tuple(args.focal_range), (240, 320), args.data, args.residual)
     source = read_sidecar(resolve_weights(args.weights))
     metadata = dict(source.get("metadata", {}))
     metadata["uncertainty"] = {
         "command": "python -m training.uncertainty " + " ".join(sys.argv[1:] if argv is None
                                                                else argv),
         "from_weights": args.weights, "steps": args.steps, "batch_size": args.batch_size,
-        "lr": args.lr, "seed": args.seed, "data": args.data,
+        "lr": args.lr, "seed": args.seed, "data": args.data, "residual": args.residual,
         **({"focal_range": list(args.focal_range)} if args.data == "synthetic-indoor" else {}),
         "loss_first_50": float(np.mean(losses[:50])), "loss_last_50": float(np.mean(losses[-50:])),
         "minutes": round((time.monotonic() - start) / 60, 1),
