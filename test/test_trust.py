@@ -335,6 +335,23 @@ def test_the_edge_filter_alone_finds_the_same_pixels_as_the_log_spread():
     np.testing.assert_array_equal(with_confidence, expected)
 
 
+def test_sparse_scale_is_the_median_ratio_even_when_the_ratios_are_skewed():
+    # a street: near points agree with the model, far ones beyond its range read far more;
+    # the anchor returns the median ratio (the literature's median scaling), not a mode or
+    # a weighted mean pulled towards the far tail
+    rng = np.random.default_rng(8)
+    depth = rng.uniform(2, 9, (120, 160)).astype(np.float32)
+    log_ratio = np.where(rng.random(depth.shape) < 0.5, rng.normal(0, 0.02, depth.shape),
+                         rng.exponential(0.8, depth.shape))
+    sparse = np.full(depth.shape, np.nan, np.float32)
+    pick = rng.random(depth.shape) < 0.2
+    sparse[pick] = (depth * np.exp(log_ratio))[pick]
+    est = fit_sparse_scale(depth, sparse)
+    expected = float(np.median(sparse[pick] / depth[pick]))
+    assert est.ok and est.scale == pytest.approx(expected, rel=1e-5)
+    assert est.scale > 1.03  # the tail moves the median a little (an IRLS mean: 1.06)
+
+
 @pytest.mark.parametrize("share", [0.01, 0.3, 1.0])  # index writes; one masked pass (dense)
 @pytest.mark.parametrize("channels", [3, 4])
 def test_drop_points_sets_xyz_nan_and_keeps_colour(channels, share):
