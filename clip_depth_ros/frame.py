@@ -95,7 +95,7 @@ def drop_points(cloud: np.ndarray, mask: np.ndarray) -> None:
     count = int(np.count_nonzero(mask))
     if not count:
         return
-    if count > DENSE_DROP_SHARE * mask.size and cloud.shape[-1] in (3, 4):
+    if count > DENSE_DROP_SHARE * mask.size and cloud.ndim == 3 and cloud.shape[-1] in (3, 4):
         bits = cloud.view(np.int32)
         nan_xyz = (_NAN_BITS, _NAN_BITS, _NAN_BITS, 0.0)  # rgb (4th channel) OR 0: unchanged
         cv2.bitwise_or(bits, nan_xyz, dst=bits,

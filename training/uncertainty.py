@@ -53,7 +53,8 @@ def laplace_nll(log_b: torch.Tensor, depth: torch.Tensor, target: torch.Tensor,
     ``residual``: 'metric' learns the whole log error, the image's scale error included (the
     same for every pixel, so b learns that level and ranks little); 'scale_invariant' learns
     the error left after removing each image's median log error, what remains once a scale
-    anchor (or the model's own scale, when right) fixes the metres: b then ranks pixels."""
+    anchor (or the model's own scale, when right) fixes the metres, so b is free to rank
+    pixels (on the bundled model it ranked no better: BENCHMARKS.md, fifth session)."""
     error = torch.log(depth.detach().clamp_min(1e-3)) - torch.log(target.clamp_min(1e-3))
     if residual == "scale_invariant":
         offsets = torch.stack([e[v].median() if v.any() else e.new_zeros(())
@@ -137,7 +138,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--residual", choices=RESIDUALS, default="metric",
                     help="the log-depth error b learns: metric (all of it, the image's scale "
                     "error included) or scale_invariant (after removing each image's median "
-                    "error: what is left once an anchor fixes the scale; b then ranks pixels) "
+                    "error: what is left once an anchor fixes the scale) "
                     "(default: %(default)s)")
     args = ap.parse_args(argv)
     if args.out.suffix != ".safetensors" or not args.out.parent.is_dir():
