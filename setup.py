@@ -28,7 +28,7 @@ setup(
          glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
     ],
     install_requires=["setuptools", "numpy", "opencv-python-headless", "torch",
-                      "open_clip_torch", "safetensors"],
+                      "open_clip_torch", "safetensors", "pyyaml", "tqdm"],
     extras_require={"onnx": ["onnx", "onnxruntime"], "tensorrt": ["tensorrt"],
                     "training": ["h5py", "tensorboard", "tqdm", "matplotlib", "peft", "scikit-image"],
                     "bags": ["rosbags"]},

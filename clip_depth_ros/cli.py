@@ -5,6 +5,7 @@ clip-depth predict IMAGE [--model M --weights W --out depth.png]   depth for one
 clip-depth bag INPUT OUTPUT [--image-topic T ...]   depth, camera_info, points for a rosbag2
 clip-depth bench live|model|stages ...       benchmarks
 clip-depth node state|transition|param|diagnostics|hz ...   talk to a running depth node
+clip-depth demo [--frames N --output DIR]   the main demo: synthetic camera -> live node
 
 Subcommands in LAZY_COMMANDS are registered by name and one-line help only; their module
 (rosbags, rclpy, torch, the benchmarks) is imported only when that subcommand is chosen, so
@@ -81,6 +82,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("clip_depth_ros.benchmarks", "benchmarks: live graph, model, pipeline stages"),
     "node": ("clip_depth_ros.ros.tools", "talk to a running depth node without the ros2 CLI: "
              "lifecycle state, parameters, /diagnostics, topic rate"),
+    "demo": ("clip_depth_ros.ros.demo", "the main demo (what `make demo` runs): a synthetic "
+             "camera through a live depth node; preview, point cloud, d1 with and without the "
+             "anchor"),
 }
 
 

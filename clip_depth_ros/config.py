@@ -360,8 +360,9 @@ def add_model_arguments(parser: Any) -> None:
     parser.add_argument("--backbone-weights", default=None,
                         help="open_clip pretrained tag, local CLIP weights file, or 'random' "
                              "(default: what the weights or the model config record)")
-    parser.add_argument("--device", default="cpu",
-                        help="torch device: auto, cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="torch device: auto (CUDA when present, as the node), cpu, cuda "
+                             "or cuda:N (default: %(default)s)")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="torch precision; auto = as the node: bf16 on a CPU with "
                              "AVX512-BF16 or AMX (1.6x faster; the bundled model's held-out "

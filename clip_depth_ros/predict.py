@@ -67,6 +67,8 @@ def output_paths(out: str, image: str) -> tuple[Path, Path]:
     elif path.suffix.lower() not in IMAGE_SUFFIXES:
         path = path.with_name(path.name + ".png")
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {out}: '{folder}' is a file, not a folder")
     if not folder.is_dir():
         raise ConfigError(f"--out {out}: folder '{folder}' does not exist; create it first or "
                           "choose an existing one")
@@ -192,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
     if args.colormap not in COLORMAPS:
         raise ConfigError(f"--colormap {args.colormap!r} is not one of "
                           f"{', '.join(sorted(COLORMAPS))}")
+    if Path(args.image).is_dir():
+        raise ConfigError(f"image '{args.image}' is a folder; give one image file")
     if not Path(args.image).is_file():
         raise ConfigError(f"image '{args.image}' does not exist")
     bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
@@ -202,11 +206,19 @@ def run(args: argparse.Namespace) -> int:
     height, width = bgr.shape[:2]
     intrinsics = camera_intrinsics(args, width, height)
     from .pipeline import DepthPipeline
-    from .trust import PointTrust, ScaleAnchor, trust_settings_from_args
+    from .trust import (PointTrust, ScaleAnchor, sparse_covers_image,
+                        trust_settings_from_args)
     settings = trust_settings_from_args(args)
+    if args.sparse_depth and settings.scale_anchor != "sparse_depth":
+        raise ConfigError("--sparse-depth is only used with --scale-anchor sparse_depth; add "
+                          "it, or leave --sparse-depth out")
     sparse = read_sparse_depth(args.sparse_depth) if args.sparse_depth else None
     if settings.scale_anchor == "sparse_depth" and sparse is None:
         raise ConfigError("--scale-anchor sparse_depth needs --sparse-depth FILE")
+    if sparse is not None and not sparse_covers_image(sparse.shape, (height, width)):
+        raise ConfigError(f"--sparse-depth '{args.sparse_depth}' is {sparse.shape[1]}x"
+                          f"{sparse.shape[0]}, not of the image's aspect ({width}x{height}); "
+                          "it must cover the same field of view at any resolution")
     if settings.scale_anchor == "ground_plane" and (intrinsics is None
                                                     or not settings.camera_height_m > 0):
         raise ConfigError("--scale-anchor ground_plane needs --camera-height-m and the lens "

@@ -228,6 +228,13 @@ def trust_settings_from_args(args: Any) -> TrustSettings:
 SPARSE_ASPECT_TOLERANCE = 0.02  # relative: a sparse image must cover the image's field
 
 
+def sparse_covers_image(sparse_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool:
+    """Whether a sparse depth image of ``sparse_shape`` (rows, cols) has the aspect of the
+    image (any resolution of the same field of view, scaled like camera_info)."""
+    aspect = image_shape[1] / image_shape[0]
+    return abs(sparse_shape[1] / sparse_shape[0] - aspect) <= SPARSE_ASPECT_TOLERANCE * aspect
+
+
 def paired_sparse_depth(pairing: Any, stamp_ns: int, image_shape: tuple[int, int]
                         ) -> tuple[Optional[np.ndarray], str]:
     """(metres, '') of the sparse_depth message ``pairing`` (a CameraInfoPairing of them)
@@ -243,8 +250,6 @@ def paired_sparse_depth(pairing: Any, stamp_ns: int, image_shape: tuple[int, int
         metres = sparse_depth_to_metres(msg)
     except ConversionError:
         return None, "bad_sparse_depth"
-    height, width = image_shape
-    aspect = width / height
-    if abs(metres.shape[1] / metres.shape[0] - aspect) > SPARSE_ASPECT_TOLERANCE * aspect:
+    if not sparse_covers_image(metres.shape, image_shape):
         return None, "sparse_depth_aspect"
     return metres, ""

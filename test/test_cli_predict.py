@@ -75,6 +75,34 @@ def test_user_mistakes_are_one_line_exit_2_and_write_nothing(frame, capsys, args
     assert _files(frame.parent) == {"frame.png"}
 
 
+def test_sparse_and_path_mistakes_are_one_line_exit_2_and_write_nothing(frame, capsys):
+    """Found by a newcomer trial from the wheel: a sparse map of another aspect was used (a
+    wrong scale), --sparse-depth without its anchor was silently ignored, and a folder given
+    as the image or a file as --out's folder were reported as missing."""
+    square = frame.parent / "square_mm.png"
+    cv2.imwrite(str(square), np.full((100, 100), 1500, np.uint16))
+    half = frame.parent / "half_mm.png"  # the image's aspect at half resolution: accepted
+    cv2.imwrite(str(half), np.full((HEIGHT // 2, WIDTH // 2), 1500, np.uint16))
+    (frame.parent / "folder").mkdir()
+    before = _files(frame.parent)
+    cases = [
+        ([str(frame), "--scale-anchor", "sparse_depth", "--sparse-depth", str(square)],
+         ["square_mm.png", "100x100", "aspect", f"{WIDTH}x{HEIGHT}"]),
+        ([str(frame), "--sparse-depth", str(half)], ["--scale-anchor sparse_depth"]),
+        (["folder"], ["'folder'", "is a folder"]),
+        ([str(frame), "--out", "frame.png/x.png"], ["'frame.png'", "is a file"]),
+    ]
+    for args, words in cases:
+        assert main(["predict", *args]) == 2, args
+        line = _one_error_line(capsys)
+        for word in words:
+            assert word in line, (word, line)
+        assert _files(frame.parent) == before
+    assert main(["predict", str(frame), "--scale-anchor", "sparse_depth", "--sparse-depth",
+                 str(half)]) == 0
+    assert "from sparse_depth" in capsys.readouterr().err
+
+
 def test_cuda_without_a_gpu_is_one_line(frame, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU host
     assert main(["predict", str(frame), "--device", "cuda"]) == 2

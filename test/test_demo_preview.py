@@ -67,3 +67,24 @@ def test_demo_options_are_checked_in_one_line(capsys):
             parse_args(bad)
         assert err.value.code == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_clip_depth_demo_is_the_demo_from_an_installed_wheel(tmp_path, capsys, monkeypatch):
+    """`clip-depth demo` (a newcomer with the wheel has no Makefile): the demo's options, and
+    a mistake is one line, exit 2, with nothing written."""
+    import pytest
+
+    from clip_depth_ros.cli import main
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--frames" in text and "--scale-anchor" in text and "--camera-height" in text
+    for bad, word in ((["--camera-height", "7"], "--camera-height"),
+                      (["--rate", "0"], "--rate"), (["--output", "note.txt"], "is a file")):
+        (tmp_path / "note.txt").write_text("x")
+        assert main(["demo", *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("clip-depth demo: error: ") and word in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["note.txt"]  # no demo_output

@@ -22,13 +22,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import OneLineParser
+from ..errors import ConfigError, OneLineParser
 from .launcher import DEFAULT_PARAMS, NodeProcess, confine_dds
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
-    """Command-line options of the demo."""
-    ap = OneLineParser(prog="demo", description=__doc__.splitlines()[0])
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The demo's options (``demo`` and ``clip-depth demo``)."""
     ap.add_argument("--frames", type=int, default=60, help="frames to publish (default 60)")
     ap.add_argument("--rate", type=float, default=10.0, help="camera rate, Hz (default 10)")
     ap.add_argument("--width", type=int, default=640, help="image width (default 640)")
@@ -47,14 +46,32 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     "demo_output)")
     ap.add_argument("--startup-timeout", type=float, default=120.0,
                     help="seconds to wait for the node to come up (default 120)")
-    args = ap.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """ConfigError (one line) for option values the demo cannot run with."""
     if args.frames < 1 or args.rate <= 0 or args.width < 16 or args.height < 16:
-        ap.error("--frames must be >= 1, --rate > 0 and --width/--height >= 16")
+        raise ConfigError("--frames must be >= 1, --rate > 0 and --width/--height >= 16")
     from ..synthetic import random_indoor_scene
     ceiling = float(random_indoor_scene(args.seed).room.size[2])
     if not 0.1 <= args.camera_height <= ceiling - 0.1:
-        ap.error(f"--camera-height must be 0.1-{ceiling - 0.1:.2f} m (inside the room of "
-                 f"--seed {args.seed}, {ceiling:.2f} m high), not {args.camera_height}")
+        raise ConfigError(f"--camera-height must be 0.1-{ceiling - 0.1:.2f} m (inside the "
+                          f"room of --seed {args.seed}, {ceiling:.2f} m high), not "
+                          f"{args.camera_height}")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output '{output}' is a file, not a folder")
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """Command-line options of the demo, checked (a mistake: one line, exit 2)."""
+    ap = OneLineParser(prog="demo", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        check_args(args)
+    except ConfigError as exc:
+        ap.error(str(exc))
     return args
 
 
@@ -151,8 +168,13 @@ def model_scale_depth(record: dict[str, Any], rgbs: list[np.ndarray]) -> list[np
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Run the demo; returns a process exit code."""
-    args = parse_args(argv)
+    """Run the demo (the ``demo`` executable); returns a process exit code."""
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo with parsed options (``clip-depth demo``: a mistake raises ConfigError)."""
+    check_args(args)
     confine_dds()
     from .demo_graph import run_graph  # rclpy is imported only after DDS is confined
 
