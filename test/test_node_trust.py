@@ -106,7 +106,10 @@ def _scale(depth: np.ndarray, true: np.ndarray) -> float:
 @pytest.mark.parametrize("encoding,step", [("32FC1", 2), ("16UC1", 1)])
 def test_sparse_depth_anchors_the_metres(graph, room, encoding, step):
     true = room[1]
-    st = _send(graph, room, 1 if step == 2 else 2, _sparse_image(true, 0.01, encoding, step))
+    # about 750 measured pixels either way (4% of a half-resolution image, 1% of a full one):
+    # the fit is a median, whose spread over ~190 points on this room is 2% (20 seeds)
+    share = 0.04 if step == 2 else 0.01
+    st = _send(graph, room, 1 if step == 2 else 2, _sparse_image(true, share, encoding, step))
     depth = _depth_for(graph, st)
     assert _scale(depth, true) == pytest.approx(1.0, abs=0.03)
     values = _diagnostics(graph)
@@ -189,4 +192,10 @@ def test_a_view_without_floor_falls_back_and_says_no_floor(graph, room):
                                                       string_value="ground_plane")).successful
     depth = _depth_for(graph, _send(graph, ceiling, 30))
     assert np.isfinite(depth).all()
-    assert int(float(_diagnostics(graph).get("anchor_fallback_no_floor", "0"))) >= 1
+    values = _diagnostics(graph)
+    # no usable floor, in either of the fit's words: none found (no_floor), or only a plane
+    # with much of the view below it, with nothing under it (floor_hidden; what the 4-stage
+    # model's ceiling gives); never a ground-plane scale from a ceiling
+    assert values["scale_source"] != "ground_plane"
+    assert sum(int(float(values.get(f"anchor_fallback_{why}", "0")))
+               for why in ("no_floor", "floor_hidden")) >= 1
