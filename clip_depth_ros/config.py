@@ -366,4 +366,5 @@ def add_model_arguments(parser: Any) -> None:
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="torch precision; auto = as the node: bf16 on a CPU with "
                              "AVX512-BF16 or AMX (1.6x faster; the bundled model's held-out "
-                             "d1 and AbsRel as in fp32), else fp32 (default: %(default)s)")
+                             "d1 and AbsRel within 0.001 of fp32), else fp32 "
+                             "(default: %(default)s)")

@@ -157,7 +157,7 @@ class TorchBackend(HostFrameBackend):
     @staticmethod
     def auto_precision(device: str = "auto") -> str:
         """What precision 'auto' runs: bf16 on a CPU that computes it natively (the bundled
-        model 1.6x faster at the same depth: d1 and AbsRel equal to 3 decimals, BENCHMARKS.md),
+        model 1.6x faster at the same depth: held-out d1 and AbsRel within 0.001, BENCHMARKS.md),
         else fp32 (on CUDA too: fp16 there is not measured yet)."""
         return "bf16" if resolve_device(device).type == "cpu" and cpu_has_native_bf16() \
             else "fp32"
