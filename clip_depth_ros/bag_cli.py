@@ -132,6 +132,9 @@ def bag_trust(args: argparse.Namespace) -> Any:
         raise BagError(str(exc)) from None
     if trust.scale_anchor == "sparse_depth" and not args.sparse_depth_topic:
         raise BagError("--scale-anchor sparse_depth needs --sparse-depth-topic")
+    if args.sparse_depth_topic and trust.scale_anchor != "sparse_depth":
+        raise BagError("--sparse-depth-topic is only used with --scale-anchor sparse_depth; "
+                       "add it, or leave --sparse-depth-topic out")
     if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:
         raise BagError("--scale-anchor ground_plane needs --camera-height-m")
     return trust

@@ -176,6 +176,8 @@ def read_sparse_depth(path: str) -> Any:
         metres = raw.astype(np.float32) / 1000.0
     if metres.ndim != 2:
         raise ConfigError(f"--sparse-depth '{path}' must be one channel, got {metres.shape}")
+    if not metres.size:
+        raise ConfigError(f"--sparse-depth '{path}' is empty ({metres.shape})")
     metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
     return metres
 

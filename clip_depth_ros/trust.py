@@ -231,6 +231,8 @@ SPARSE_ASPECT_TOLERANCE = 0.02  # relative: a sparse image must cover the image'
 def sparse_covers_image(sparse_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> bool:
     """Whether a sparse depth image of ``sparse_shape`` (rows, cols) has the aspect of the
     image (any resolution of the same field of view, scaled like camera_info)."""
+    if not (sparse_shape[0] and sparse_shape[1] and image_shape[0] and image_shape[1]):
+        return False  # an empty image covers nothing
     aspect = image_shape[1] / image_shape[0]
     return abs(sparse_shape[1] / sparse_shape[0] - aspect) <= SPARSE_ASPECT_TOLERANCE * aspect
 

@@ -84,6 +84,7 @@ def test_output_topics_can_be_chosen(tmp_path):
     (["--depth-topic", "depth"], ["--depth-topic", "absolute"]),
     (["--depth-topic", "/x", "--depth-info-topic", "/x"], ["/x", "distinct"]),
     (["--points", "--points-topic", INFO_TOPIC], [INFO_TOPIC, "--points-topic"]),
+    (["--sparse-depth-topic", "/lidar"], ["--sparse-depth-topic", "--scale-anchor sparse_depth"]),
 ])
 def test_bad_output_topics_are_one_line_and_write_nothing(tmp_path, capsys, options, needles):
     src, dst = tmp_path / "in", tmp_path / "out"

@@ -91,7 +91,11 @@ def test_sparse_and_path_mistakes_are_one_line_exit_2_and_write_nothing(frame, c
         ([str(frame), "--sparse-depth", str(half)], ["--scale-anchor sparse_depth"]),
         (["folder"], ["'folder'", "is a folder"]),
         ([str(frame), "--out", "frame.png/x.png"], ["'frame.png'", "is a file"]),
+        ([str(frame), "--scale-anchor", "sparse_depth", "--sparse-depth", "empty.npy"],
+         ["empty.npy", "empty"]),
     ]
+    np.save(frame.parent / "empty.npy", np.zeros((0, 4), np.float32))
+    before = _files(frame.parent)
     for args, words in cases:
         assert main(["predict", *args]) == 2, args
         line = _one_error_line(capsys)

@@ -82,7 +82,8 @@ def test_clip_depth_demo_is_the_demo_from_an_installed_wheel(tmp_path, capsys, m
     text = capsys.readouterr().out
     assert "--frames" in text and "--scale-anchor" in text and "--camera-height" in text
     for bad, word in ((["--camera-height", "7"], "--camera-height"),
-                      (["--rate", "0"], "--rate"), (["--output", "note.txt"], "is a file")):
+                      (["--rate", "0"], "--rate"), (["--output", "note.txt"], "is a file"),
+                      (["--output", "note.txt/out"], "is a file")):
         (tmp_path / "note.txt").write_text("x")
         assert main(["demo", *bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -61,6 +62,11 @@ def check_args(args: argparse.Namespace) -> None:
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output '{output}' is a file, not a folder")
+    existing = next(p for p in (output.absolute(), *output.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--output '{output}': '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"--output '{output}': folder '{existing}' is not writable")
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
