@@ -124,17 +124,16 @@ def bag_trust(args: argparse.Namespace) -> Any:
     import dataclasses
 
     from .errors import ConfigError
-    from .trust import trust_settings_from_args
+    from .trust import sparse_source_problem, trust_settings_from_args
     try:
         trust = dataclasses.replace(trust_settings_from_args(args),
                                     scale_time_constant_s=args.scale_time_constant_s)
     except ConfigError as exc:
         raise BagError(str(exc)) from None
-    if trust.scale_anchor == "sparse_depth" and not args.sparse_depth_topic:
-        raise BagError("--scale-anchor sparse_depth needs --sparse-depth-topic")
-    if args.sparse_depth_topic and trust.scale_anchor != "sparse_depth":
-        raise BagError("--sparse-depth-topic is only used with --scale-anchor sparse_depth; "
-                       "add it, or leave --sparse-depth-topic out")
+    problem = sparse_source_problem(trust.scale_anchor, bool(args.sparse_depth_topic),
+                                    "--sparse-depth-topic")
+    if problem:
+        raise BagError(problem)
     if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:
         raise BagError("--scale-anchor ground_plane needs --camera-height-m")
     return trust

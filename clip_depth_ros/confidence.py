@@ -43,14 +43,6 @@ def neighbourhood_extremes(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return high, low, valid
 
 
-def neighbourhood_jump(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(max - min of log depth over each 3x3 neighbourhood, valid mask); invalid pixels and
-    their neighbours count as a jump of +inf."""
-    high, low, valid = neighbourhood_extremes(depth_m)
-    with np.errstate(divide="ignore"):
-        return np.log(high / low), valid
-
-
 def trust_maps(depth_m: np.ndarray, model_term: Optional[np.ndarray], want_confidence: bool,
                want_flying: bool, jump: float = FLYING_JUMP
                ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:

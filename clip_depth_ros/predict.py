@@ -209,14 +209,13 @@ def run(args: argparse.Namespace) -> int:
     intrinsics = camera_intrinsics(args, width, height)
     from .pipeline import DepthPipeline
     from .trust import (PointTrust, ScaleAnchor, sparse_covers_image,
-                        trust_settings_from_args)
+                        sparse_source_problem, trust_settings_from_args)
     settings = trust_settings_from_args(args)
-    if args.sparse_depth and settings.scale_anchor != "sparse_depth":
-        raise ConfigError("--sparse-depth is only used with --scale-anchor sparse_depth; add "
-                          "it, or leave --sparse-depth out")
+    problem = sparse_source_problem(settings.scale_anchor, bool(args.sparse_depth),
+                                    "--sparse-depth FILE")
+    if problem:
+        raise ConfigError(problem)
     sparse = read_sparse_depth(args.sparse_depth) if args.sparse_depth else None
-    if settings.scale_anchor == "sparse_depth" and sparse is None:
-        raise ConfigError("--scale-anchor sparse_depth needs --sparse-depth FILE")
     if sparse is not None and not sparse_covers_image(sparse.shape, (height, width)):
         raise ConfigError(f"--sparse-depth '{args.sparse_depth}' is {sparse.shape[1]}x"
                           f"{sparse.shape[0]}, not of the image's aspect ({width}x{height}); "

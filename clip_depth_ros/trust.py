@@ -225,6 +225,19 @@ def trust_settings_from_args(args: Any) -> TrustSettings:
                          min_confidence=args.min_confidence, edge_filter=args.edge_filter)
 
 
+def sparse_source_problem(scale_anchor: str, source_given: bool, option: str) -> str:
+    """Why a tool's sparse-depth source option (``option``: --sparse-depth FILE,
+    --sparse-depth-topic) does not go with ``scale_anchor``, or '': sparse_depth needs it, and
+    it is used by nothing else (a user giving it expects it to count)."""
+    if scale_anchor == "sparse_depth" and not source_given:
+        return f"--scale-anchor sparse_depth needs {option}"
+    if source_given and scale_anchor != "sparse_depth":
+        name = option.split()[0]
+        return (f"{name} is only used with --scale-anchor sparse_depth; add it, or leave "
+                f"{name} out")
+    return ""
+
+
 SPARSE_ASPECT_TOLERANCE = 0.02  # relative: a sparse image must cover the image's field
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -290,8 +291,6 @@ def test_ground_plane_refits_below_a_plane_more_than_once_on_distorted_predictio
     """Model-like depth (a smooth random factor over the truth) makes the fit step down more
     than once; each refit works on the points under the previous plane (a shape bug here once
     raised on real predictions)."""
-    import cv2
-
     import clip_depth_ros.anchoring as anchoring
     from training.data.worlds import SyntheticWorldDataset
     fits = []
@@ -318,15 +317,25 @@ def test_ground_plane_refits_below_a_plane_more_than_once_on_distorted_predictio
     assert max(fits) >= 2  # a refit ran (deeper refits: the staircase test above)
 
 
+def _log_spread(depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference the trust maps are held to: (max - min of log depth over each 3x3
+    neighbourhood, valid mask), an invalid pixel and its neighbours a spread of +inf."""
+    valid = np.isfinite(depth) & (depth > 0)
+    log_high = cv2.log(np.where(valid, depth, np.float32(np.inf)))
+    log_low = cv2.log(np.where(valid, depth, np.float32(0)))
+    kernel = np.ones((3, 3), np.uint8)
+    return cv2.dilate(log_high, kernel) - cv2.erode(log_low, kernel), valid
+
+
 def test_the_edge_filter_alone_finds_the_same_pixels_as_the_log_spread():
-    from clip_depth_ros.confidence import FLYING_JUMP, neighbourhood_jump, trust_maps
+    from clip_depth_ros.confidence import FLYING_JUMP, trust_maps
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:60, 0:80]
     depth = (1 + xx / 80 + yy / 60).astype(np.float32)
     depth += (rng.random(depth.shape) < 0.05) * rng.random(depth.shape).astype(np.float32)
     for value, share in ((np.nan, 0.005), (0.0, 0.003), (np.inf, 0.003), (-1.0, 0.003)):
         depth[rng.random(depth.shape) < share] = value
-    spread, valid = neighbourhood_jump(depth)
+    spread, valid = _log_spread(depth)
     expected = valid & ~(spread <= np.float32(np.log1p(FLYING_JUMP)))
     assert 50 < expected.sum() < expected.size // 2
     only = trust_maps(depth, None, False, True)[1]  # the fast path: no logarithms
@@ -380,14 +389,14 @@ def test_drop_points_sets_xyz_nan_and_keeps_colour(channels, share):
 
 
 def test_confidence_without_logarithms_matches_the_log_spread_formula():
-    from clip_depth_ros.confidence import GRADIENT_SCALE, neighbourhood_jump, trust_maps
+    from clip_depth_ros.confidence import GRADIENT_SCALE, trust_maps
     rng = np.random.default_rng(11)
     yy, xx = np.mgrid[0:50, 0:70]
     depth = (1 + xx / 70 + yy / 50).astype(np.float32)
     depth[:, 35:] *= 1.4
     depth[rng.random(depth.shape) < 0.01] = np.nan
     model_term = rng.random((25, 35)).astype(np.float32)
-    spread, valid = neighbourhood_jump(depth)
+    spread, valid = _log_spread(depth)
     geometric = np.exp(-np.minimum(spread, 1e4) * 0.5 / GRADIENT_SCALE)
     expected = geometric * cv2_resize(model_term, depth.shape)
     expected[~valid] = np.nan
@@ -398,5 +407,4 @@ def test_confidence_without_logarithms_matches_the_log_spread_formula():
 
 
 def cv2_resize(term, shape):
-    import cv2
     return cv2.resize(term, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)

@@ -59,9 +59,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--camera-height must be 0.1-{ceiling - 0.1:.2f} m (inside the "
                           f"room of --seed {args.seed}, {ceiling:.2f} m high), not "
                           f"{args.camera_height}")
-    output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise ConfigError(f"--output '{output}' is a file, not a folder")
+    output = Path(args.output)  # made at run time: its nearest existing part must be a folder
     existing = next(p for p in (output.absolute(), *output.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise ConfigError(f"--output '{output}': '{existing}' is a file, not a folder")
@@ -175,12 +173,17 @@ def model_scale_depth(record: dict[str, Any], rgbs: list[np.ndarray]) -> list[np
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the demo (the ``demo`` executable); returns a process exit code."""
-    return run(parse_args(argv))
+    return _run_checked(parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo with parsed options (``clip-depth demo``: a mistake raises ConfigError)."""
     check_args(args)
+    return _run_checked(args)
+
+
+def _run_checked(args: argparse.Namespace) -> int:
+    """The demo itself, on options ``check_args`` accepted (checked once, by either caller)."""
     confine_dds()
     from .demo_graph import run_graph  # rclpy is imported only after DDS is confined
 
