@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,7 +23,10 @@ def test_bench_model_rows_per_backend_mode_and_batch(tmp_path):
                 "--iters", "3", "--warmup", "1", "--threads", "1", "--cache-dir",
                 str(tmp_path / "engines"), "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
+    result = json.loads(out.read_text())
+    # --device defaults to auto, as the node: this machine's GPU when torch sees one
+    assert result["machine"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    rows = result["rows"]
     kinds = {(r["backend"], r["mode"], r["size"], r["batch"]) for r in rows}
     assert kinds == {("torch", "eager", "-", 1), ("torch", "eager", "-", 2),
                      ("torch", "eager", "160x120", 1), ("torch", "fast", "-", 1),
@@ -47,6 +52,8 @@ def test_bench_stages_plain_and_fast_path_tables(tmp_path):
         proc = _cli("stages", "--models", "tiny-mirror", "--sizes", "160x120", "--iters", "2",
                     "--warmup", "1", "--fast-path", fast, "--json", str(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
-        stages = json.loads(out.read_text())["results"][0]["stages_ms"]
+        result = json.loads(out.read_text())
+        assert result["machine"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+        stages = result["results"][0]["stages_ms"]
         assert stage in stages and "message fill" in stages and "total" in stages
         assert stage in proc.stdout

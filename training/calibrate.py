@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from clip_depth_ros.backends.base import preprocess
+from clip_depth_ros.backends.torch_backend import resolve_device
 from clip_depth_ros.bag_reader import (IMAGE_TYPES, bag_topic_count, iter_bag_images,
                                        iter_bag_messages)
 from clip_depth_ros.config import ModelConfig
@@ -285,7 +286,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--unordered", action="store_true",
                     help="do not constrain the bins to grow from near to far words")
     ap.add_argument("--name", default=None, help="name of the new model (default: from --out)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="auto",
+                    help="auto (default: CUDA when torch sees a GPU), cpu, cuda or cuda:N")
     ap.add_argument("--out", required=True, help="model config JSON to write")
     return ap.parse_args(argv)
 
@@ -297,7 +299,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.bag and not (args.image_topic and args.depth_topic):
         raise SystemExit("--bag needs --image-topic and --depth-topic")
-    model = create_model(args.model, backbone_weights=args.backbone_weights, device=args.device)
+    model = create_model(args.model, backbone_weights=args.backbone_weights,
+                         device=resolve_device(args.device))
     if args.bag:
         frames = bag_frames(args.bag, args.image_topic, args.depth_topic, args.frames,
                             args.depth_scale, args.max_dt)

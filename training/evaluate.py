@@ -208,7 +208,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--backbone-weights", default=None,
                     help="open_clip tag, local CLIP weights file, or 'random' (default: the one "
                          "recorded with the weights)")
-    ap.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    ap.add_argument("--device", default="auto",
+                    help="auto (default: CUDA when torch sees a GPU, as the node), cpu, cuda or "
+                         "cuda:N")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
                     help="torch precision to evaluate at, e.g. the node's (default fp32; bf16 "
                          "is what precision auto picks on a CPU with AVX512-BF16 or AMX)")

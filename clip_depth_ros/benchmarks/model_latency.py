@@ -31,6 +31,7 @@ import torch
 from .options import BACKENDS, TORCH_MODES, add_model_arguments
 from .pipeline_latency import header_line, load_average, machine_info
 from ..backends import create_backend
+from ..backends.torch_backend import resolve_device
 from ..preprocessing import camera_inputs, preprocess
 from ..config import list_bundled_weights
 from ..synthetic import demo_trajectory, random_indoor_scene, render
@@ -177,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--iters and --batch-sizes must be >= 1, --warmup >= 0")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    args.device = str(resolve_device(args.device))
     device_kind = "cuda" if args.device.startswith("cuda") else "cpu"
     info = machine_info(device_kind, ",".join(args.precisions))
     print(header_line(info))

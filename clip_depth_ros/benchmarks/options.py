@@ -27,7 +27,9 @@ def add_model_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--backends", nargs="+", choices=BACKENDS, default=["torch", "onnxruntime"])
     ap.add_argument("--modes", nargs="+", choices=TORCH_MODES, default=["eager", "fast"],
                     help="torch execution modes (see the module docstring)")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--device", default="auto",
+                    help="auto (CUDA when torch sees a GPU, as the node; default), cpu, cuda or "
+                         "cuda:N")
     ap.add_argument("--precisions", nargs="+", choices=("fp32", "fp16", "bf16"),
                     default=["fp32"])
     ap.add_argument("--sizes", nargs="+", type=parse_size, default=[(640, 480)],
@@ -51,7 +53,8 @@ def add_stages_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0 = torch's default)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (default) = CUDA when torch sees a GPU, as the node")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="auto = what the node's precision:=auto runs on this machine "
                              "(torch: bf16 on a CPU with AVX512-BF16 or AMX, else fp32)")

@@ -34,7 +34,7 @@ import torch
 from std_msgs.msg import Header
 
 from .options import add_stages_arguments, parse_size  # noqa: F401
-from ..backends.torch_backend import TorchBackend
+from ..backends.torch_backend import TorchBackend, resolve_device
 from ..config import list_bundled_weights
 from ..frame import frame_messages
 from ..geometry import Intrinsics
@@ -235,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--iters must be >= 1 and --warmup >= 0")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    args.device = resolve_device(args.device).type
     if args.precision == "auto":
         args.precision = TorchBackend.auto_precision(args.device)
     info = machine_info(args.device, args.precision)
