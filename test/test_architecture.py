@@ -106,7 +106,7 @@ def test_the_cycle_finder_sees_a_cycle():
 
 
 def test_no_source_file_over_400_lines():
-    sources = [p for folder in ("clip_depth_ros", "training", "benchmarks")
+    sources = [p for folder in ("clip_depth_ros", "training", "benchmarks", "test")
                for p in (ROOT / folder).rglob("*.py")]
     long = {str(p.relative_to(ROOT)): n for p in sources
             if (n := len(p.read_text().splitlines())) > MAX_LINES}

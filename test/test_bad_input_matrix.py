@@ -17,17 +17,15 @@ from typing import Callable
 
 import numpy as np
 import pytest
-
 import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.duration import Duration  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
-
-from clip_depth_ros.ros.conversions import image_to_numpy, rgb8_to_compressed  # noqa: E402
-from ros_harness import RELIABLE, Probe, camera_info, node_process, rgb_image  # noqa: E402
+from clip_depth_ros.ros.conversions import image_to_numpy, rgb8_to_compressed
+from ros_harness import RELIABLE, Probe, camera_info, node_process, rgb_image
 
 pytestmark = [pytest.mark.ros]
 W, H = 160, 120
@@ -105,8 +103,7 @@ def wait_depth(m, stamp: Time, topic: str = "/matrix/depth", timeout: float = 30
 
 def good_info(stamp: Time, **kw) -> CameraInfo:
     params = dict(width=W, height=H, fx=150.0, fy=148.0, cx=79.5, cy=59.5)
-    params.update(kw)
-    return camera_info(stamp=stamp, frame_id=FRAME, **params)
+    return camera_info(stamp=stamp, frame_id=FRAME, **{**params, **kw})
 
 
 def image(stamp: Time, seed: int = 0) -> Image:

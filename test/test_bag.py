@@ -12,24 +12,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from clip_depth_ros.image_codec import cloud_body
 import pytest
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
 
-import rosbags
-
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer  # noqa: E402
-from rosbags.typesys import Stores, get_typestore  # noqa: E402
-
-from clip_depth_ros.bag import image_namespace, output_topics  # noqa: E402
-from clip_depth_ros.bag_reader import BagError, bag_topic_count, iter_bag_images  # noqa: E402
-from clip_depth_ros.camera_sync import CameraInfoPairing  # noqa: E402
-from clip_depth_ros.cli import main as cli_main  # noqa: E402
-from clip_depth_ros.confidence import flying_pixels  # noqa: E402
-from clip_depth_ros.geometry import project_points  # noqa: E402
-from clip_depth_ros.image_codec import (camera_info_to_intrinsics, image_to_numpy,  # noqa: E402
+from clip_depth_ros.bag import image_namespace, output_topics
+from clip_depth_ros.bag_reader import BagError, bag_topic_count, iter_bag_images
+from clip_depth_ros.camera_sync import CameraInfoPairing
+from clip_depth_ros.cli import main as cli_main
+from clip_depth_ros.confidence import flying_pixels
+from clip_depth_ros.geometry import project_points
+from clip_depth_ros.image_codec import (camera_info_to_intrinsics, cloud_body, image_to_numpy,
                                         pointcloud2_to_array)
-from clip_depth_ros.stamps import stamp_ns  # noqa: E402
+from clip_depth_ros.stamps import stamp_ns
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = get_typestore(Stores.ROS2_KILTED)
