@@ -109,6 +109,22 @@ def test_fast_path_depth_matches_the_plain_path(backends, room):
     assert np.abs(a - b).max() < 0.25
 
 
+def test_fast_path_carries_the_models_confidence_as_the_plain_path(backends, room):
+    # depth/confidence is the geometric term times the model's own: the device path (the
+    # default on a GPU) must hand the model's term on too, at the model's input size
+    plain, fast = backends
+    a, b = plain.infer_frame(room, K), fast.infer_frame(room, K)
+    assert a.model_confidence is not None and b.model_confidence is not None
+    assert b.model_confidence.shape == a.model_confidence.shape == plain.config.input_hw
+    assert b.model_confidence.dtype == np.float32
+    # same network on a slightly different resize of the input (area vs bilinear)
+    assert np.median(np.abs(a.model_confidence - b.model_confidence)) < 0.02
+    assert np.corrcoef(a.model_confidence.ravel(), b.model_confidence.ravel())[0, 1] > 0.9
+    before = b.model_confidence.copy()
+    fast.infer_frame(np.ascontiguousarray(room[::-1]), K)
+    np.testing.assert_array_equal(b.model_confidence, before)  # a private copy
+
+
 def test_fast_path_reuses_buffers_per_size_and_returns_private_arrays(backends, room):
     _, fast = backends
     first = fast.infer(room, K)

@@ -88,16 +88,19 @@ class FrameRunner:
         self.image_width = torch.full((1,), float(width), dtype=torch.float32, device=device)
         self._host_out: dict[str, torch.Tensor] = {}
         self.graph = None
-        self.static_out: Optional[torch.Tensor] = None
+        self.static_out: Optional[tuple[torch.Tensor, Optional[torch.Tensor]]] = None
         if use_graph:
             self._capture()
 
     @torch.inference_mode()
-    def _body(self) -> torch.Tensor:
+    def _body(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         x = torch_ops.preprocess_uint8(self.dev_in, self.input_hw, self.scale, self.offset,
                                        self.dtype)
-        depth = self.infer(x, self.f_px, self.image_width)[0]
-        return torch_ops.resize_depth_back(depth, self.height, self.width)
+        depth, confidence = self.infer(x, self.f_px, self.image_width)
+        # the model's confidence stays at the model's input size, float32, as the host path
+        # gives it (the confidence step resizes it only when a consumer wants it)
+        return (torch_ops.resize_depth_back(depth, self.height, self.width),
+                None if confidence is None else confidence[0, 0].float())
 
     def _capture(self) -> None:
         """Warm up on a side stream, then capture :meth:`_body` as a CUDA graph; on failure
@@ -119,8 +122,10 @@ class FrameRunner:
             log.warning("CUDA graph capture failed for %dx%d input (%s: %s); running eagerly",
                         self.width, self.height, type(exc).__name__, exc)
 
-    def execute(self, image_rgb: np.ndarray, f_px: float) -> torch.Tensor:
-        """Depth (H, W) float32 on the device for this frame; reused buffer when graphed.
+    def execute(self, image_rgb: np.ndarray, f_px: float
+                ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Depth (H, W) float32 on the device for this frame, and the model's confidence at
+        its input size (None when the model has none); reused buffers when graphed.
         f_px: the focal length at the image's resolution (0 = unknown lens)."""
         self.host_in.numpy()[...] = image_rgb
         if self.dev_in is not self.host_in:
@@ -274,8 +279,11 @@ class TorchBackend(HostFrameBackend):
         check_intrinsics(intrinsics, width, height)
         usable = intrinsics if intrinsics is not None and intrinsics.is_valid() else None
         runner = self._runner(height, width)
-        depth = runner.execute(image_rgb, float(camera_inputs(usable, width)[0][0]))
+        depth, confidence = runner.execute(image_rgb,
+                                           float(camera_inputs(usable, width)[0][0]))
         host_depth = runner.start_download("depth", depth)
+        host_confidence = (None if confidence is None
+                           else runner.start_download("confidence", confidence))
         host_cloud = host_colored = None
         if request.points and usable is not None:
             stride = int(request.point_stride)
@@ -293,6 +301,8 @@ class TorchBackend(HostFrameBackend):
             depth_m=host_depth.numpy().copy(), intrinsics=usable,
             cloud=None if host_cloud is None else host_cloud.numpy().copy(),
             colored_bgr=None if host_colored is None else host_colored.numpy().copy(),
+            model_confidence=(None if host_confidence is None
+                              else host_confidence.numpy().copy()),
             timings_ms={"inference": (time.perf_counter() - t0) * 1e3})
 
     def close(self) -> None:
