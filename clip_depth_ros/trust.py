@@ -79,8 +79,9 @@ class ScaleAnchor:
 
     @property
     def active(self) -> bool:
-        """Whether this step changes depth at all."""
-        return self.settings.scale_anchor != "none"
+        """Whether this step changes depth at all (an anchor, or hole filling from
+        sparse_depth, which also works on the model's own scale)."""
+        return self.settings.scale_anchor != "none" or self.settings.sparse_depth_fill
 
     def _estimate(self, outputs: FrameOutputs, ctx: FrameContext) -> ScaleEstimate:
         s = self.settings
@@ -94,10 +95,13 @@ class ScaleAnchor:
                                 s.sparse_fit_shift)
 
     def __call__(self, outputs: FrameOutputs, ctx: FrameContext) -> FrameOutputs:
-        """Fit, filter and apply the scale (a no-op with scale_anchor none)."""
-        if not self.active:
+        """Fit, filter and apply the scale (the model's own with scale_anchor none), then fill
+        holes from sparse_depth when asked."""
+        if self.settings.scale_anchor == "none":
             self.status.source, self.status.scale = "model", 1.0
-            return outputs
+            if not self.active:
+                return outputs
+            return self._apply(outputs, ctx, ScaleEstimate(scale=1.0, ok=False), 1.0)
         estimate = self._estimate(outputs, ctx)
         status = self.status
         if estimate.ok:
@@ -130,7 +134,7 @@ class ScaleAnchor:
                 outputs.cloud[..., :3] = depth_to_points(depth, outputs.intrinsics,
                                                          request.point_stride,
                                                          request.max_range_m)
-            else:
+            elif scale != 1.0:
                 factor: "np.ndarray | np.float32" = np.float32(scale)
                 if math.isfinite(request.max_range_m):  # points the scale moved beyond it
                     factor = np.where(outputs.cloud[..., 2] * factor <= request.max_range_m,

@@ -199,3 +199,24 @@ def test_a_view_without_floor_falls_back_and_says_no_floor(graph, room):
     assert values["scale_source"] != "ground_plane"
     assert sum(int(float(values.get(f"anchor_fallback_{why}", "0")))
                for why in ("no_floor", "floor_hidden")) >= 1
+
+
+def test_sparse_depth_fill_at_runtime_even_without_an_anchor(graph, room):
+    # RGB-D hole filling through the node: measured pixels published exactly as measured (the
+    # model's own metres in the holes, with scale_anchor none), set while the node runs
+    assert _set(graph, "scale_anchor", ParameterValue(type=ParameterType.PARAMETER_STRING,
+                                                      string_value="none")).successful
+    assert _set(graph, "sparse_depth_fill", ParameterValue(type=ParameterType.PARAMETER_BOOL,
+                                                           bool_value=True)).successful
+    try:
+        sparse = _sparse_image(room[1], 0.3)
+        measured = image_to_numpy(sparse).copy()
+        depth = _depth_for(graph, _send(graph, room, 40, sparse))
+        have = np.isfinite(measured) & (measured > 0)
+        assert 0.2 < have.mean() < 0.4
+        np.testing.assert_array_equal(depth[have], measured[have])
+        assert np.isfinite(depth).all() and (depth[~have] > 0).all()
+        assert _diagnostics(graph)["scale_source"] == "model"
+    finally:
+        _set(graph, "sparse_depth_fill", ParameterValue(type=ParameterType.PARAMETER_BOOL,
+                                                        bool_value=False))

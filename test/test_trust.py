@@ -307,3 +307,36 @@ def test_sparse_scale_is_the_median_ratio_even_when_the_ratios_are_skewed():
     expected = float(np.median(sparse[pick] / depth[pick]))
     assert est.ok and est.scale == pytest.approx(expected, rel=1e-5)
     assert est.scale > 1.03  # the tail moves the median a little (an IRLS mean: 1.06)
+
+
+@pytest.mark.parametrize("scale_anchor", ["sparse_depth", "none"])
+def test_sparse_depth_fill_keeps_measured_pixels_and_fills_the_rest(scale_anchor):
+    # an RGB-D camera's depth with holes: measured pixels published as measured, the holes
+    # from the prediction (anchored to the measurements, or the model's own with no anchor)
+    rgb, depth, _ = _view(1, 1)
+    measured = _sparse(depth, 0.7, 0.0, seed=2)
+    holes = ~np.isfinite(measured)
+    anchor = ScaleAnchor(TrustSettings(scale_anchor=scale_anchor, sparse_depth_fill=True,
+                                       scale_time_constant_s=0.0))
+    assert anchor.active
+    out, ctx = _outputs(depth * 0.5, rgb)
+    out = anchor(out, dataclasses.replace(ctx, sparse_depth_m=measured))
+    np.testing.assert_array_equal(out.depth_m[~holes], measured[~holes])
+    factor = 2.0 if scale_anchor == "sparse_depth" else 1.0
+    np.testing.assert_allclose(out.depth_m[holes], depth[holes] * 0.5 * factor, rtol=1e-4)
+    assert anchor.status.source == ("sparse_depth" if factor == 2.0 else "model")
+    np.testing.assert_allclose(out.points_xyz, depth_to_points(out.depth_m, K), rtol=1e-5)
+    # half the resolution (same field of view): each measurement covers its 2x2 pixels
+    out, ctx = _outputs(depth * 0.5, rgb)
+    half = cv2.resize(measured, (K.width // 2, K.height // 2), interpolation=cv2.INTER_NEAREST)
+    out = anchor(out, dataclasses.replace(ctx, sparse_depth_m=half))
+    np.testing.assert_array_equal(out.depth_m[::2, ::2][np.isfinite(half)],
+                                  half[np.isfinite(half)])
+    # a frame without sparse_depth: nothing to fill, depth and cloud as the anchor leaves them
+    out, ctx = _outputs(depth * 0.5, rgb)
+    kept = out.cloud.copy()
+    out = anchor(out, ctx)
+    if scale_anchor == "none":
+        np.testing.assert_array_equal(out.depth_m, depth * 0.5)
+        np.testing.assert_array_equal(out.cloud, kept)
+    assert not ScaleAnchor(TrustSettings(scale_anchor="none")).active  # off: no step at all

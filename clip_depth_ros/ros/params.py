@@ -142,8 +142,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "space, outliers gated, reset when a jump lasts); 0 = no filtering.",
               runtime=True, range=(0.0, 60.0, 0.0)),
     ParamSpec("sparse_depth_fill", False, "With sparse_depth received: publish measured "
-              "pixels as measured and fill the rest with the anchored prediction (RGB-D hole "
-              "filling).", runtime=True),
+              "pixels as measured and fill the rest with the prediction (anchored; the model's "
+              "own metres with scale_anchor none): RGB-D hole filling.", runtime=True),
     ParamSpec("sparse_depth_min_points", 20, "Fewest valid sparse_depth measurements a scale "
               "fit needs.", runtime=True, range=(3, 1_000_000, 1)),
     ParamSpec("sparse_depth_shift", False, "sparse_depth anchor: also fit a shift in inverse "
