@@ -24,6 +24,7 @@ MAX_CAMERA_HEIGHT_M = 10.0
 # (a tilted plane through far furniture when no floor is in view): the fit is refused
 MAX_SCALE_CORRECTION = 3.0
 MAX_REFITS = 3  # surfaces above the floor (a table on a crate on the floor) tried below each other
+MIN_SPARSE_POINTS = 3  # the fewest measurements a sparse fit may be asked to use
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .trust import add_trust_arguments
     add_trust_arguments(parser, "the metric measurements on --sparse-depth-topic")
     parser.add_argument("--sparse-depth-topic", default=None,
-                        help="sparse_depth input for --scale-anchor sparse_depth: an Image "
-                             "topic (32FC1 m or 16UC1 mm, NaN/0 = none), paired by stamp")
+                        help="sparse_depth input for --scale-anchor sparse_depth or "
+                             "--sparse-depth-fill: an Image topic (32FC1 m or 16UC1 mm, NaN/0 = "
+                             "none), paired by stamp")
     parser.add_argument("--scale-time-constant-s", type=float, default=1.0,
                         help="temporal scale filter over the image stamps, as the node's "
                              "scale_time_constant_s (default: %(default)s; 0 = off)")
@@ -131,7 +132,7 @@ def bag_trust(args: argparse.Namespace) -> Any:
     except ConfigError as exc:
         raise BagError(str(exc)) from None
     problem = sparse_source_problem(trust.scale_anchor, bool(args.sparse_depth_topic),
-                                    "--sparse-depth-topic")
+                                    "--sparse-depth-topic", trust.sparse_depth_fill)
     if problem:
         raise BagError(problem)
     if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:

@@ -46,9 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .trust import add_trust_arguments
     add_trust_arguments(parser, "the metric measurements in --sparse-depth")
     parser.add_argument("--sparse-depth", default=None, metavar="FILE",
-                        help="sparse metric depth for --scale-anchor sparse_depth: a 16-bit PNG "
-                             "in millimetres (0 = none) or a .npy of metres (NaN/0 = none), "
-                             "any resolution of the image's aspect")
+                        help="sparse metric depth for --scale-anchor sparse_depth or "
+                             "--sparse-depth-fill: a 16-bit PNG in millimetres (0 = none) or a "
+                             ".npy of metres (NaN/0 = none), any resolution of the image's "
+                             "aspect")
     parser.add_argument("--confidence", action="store_true",
                         help="also write <out>_confidence.npy (0..1, NaN where invalid)")
     parser.add_argument("--colormap", default="turbo",
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
                         sparse_source_problem, trust_settings_from_args)
     settings = trust_settings_from_args(args)
     problem = sparse_source_problem(settings.scale_anchor, bool(args.sparse_depth),
-                                    "--sparse-depth FILE")
+                                    "--sparse-depth FILE", settings.sparse_depth_fill)
     if problem:
         raise ConfigError(problem)
     sparse = read_sparse_depth(args.sparse_depth) if args.sparse_depth else None

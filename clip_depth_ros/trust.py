@@ -13,8 +13,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .anchoring import (ANCHORS, MAX_CAMERA_HEIGHT_M, ScaleEstimate, apply_scale, fill_holes,
-                        fit_ground_plane, fit_sparse_scale)
+from .anchoring import (ANCHORS, MAX_CAMERA_HEIGHT_M, MIN_SPARSE_POINTS, ScaleEstimate,
+                        apply_scale, fill_holes, fit_ground_plane, fit_sparse_scale)
 from .confidence import trust_maps
 from .errors import ConfigError
 from .frame import FrameContext, FrameOutputs, drop_points, multiply_xyz
@@ -45,6 +45,9 @@ class TrustSettings:
                               f"(0 = unset), not {self.camera_height_m}")
         if not 0 <= self.min_confidence <= 1:
             raise ConfigError(f"min_confidence must be within [0, 1], not {self.min_confidence}")
+        if not self.sparse_min_points >= MIN_SPARSE_POINTS:
+            raise ConfigError(f"sparse_depth_min_points must be at least {MIN_SPARSE_POINTS}, "
+                              f"not {self.sparse_min_points}")
 
 
 @dataclass
@@ -197,8 +200,9 @@ def anchored_scale_error(anchored_m: np.ndarray, true_m: np.ndarray) -> float:
     return float(np.median(anchored_m[valid] / true_m[valid])) if valid.any() else math.nan
 
 
-def add_trust_arguments(parser: Any, sparse_help: str) -> None:
-    """The trust options of the command-line tools, named like the node's parameters."""
+def add_trust_arguments(parser: Any, sparse_help: str, sparse_fill: bool = True) -> None:
+    """The trust options of the command-line tools, named like the node's parameters
+    (``sparse_fill``: the tool has a sparse-depth source whose pixels it can keep)."""
     group = parser.add_argument_group("metric scale and confidence (as the node's parameters)")
     group.add_argument("--scale-anchor", choices=ANCHORS, default="none",
                        help="none: the model's scale; ground_plane: the floor and "
@@ -209,6 +213,14 @@ def add_trust_arguments(parser: Any, sparse_help: str) -> None:
                             "(default: 0 = unset)")
     group.add_argument("--sparse-depth-shift", action="store_true",
                        help="sparse_depth: also fit a shift in inverse depth")
+    group.add_argument("--sparse-depth-min-points", type=int, default=20,
+                       help="sparse_depth: fewest valid measurements a scale fit needs "
+                            "(default: %(default)s)")
+    if sparse_fill:
+        group.add_argument("--sparse-depth-fill", action="store_true",
+                           help="keep the measured pixels of the sparse depth as measured and "
+                                "fill the rest from the prediction (RGB-D hole filling; with "
+                                "--scale-anchor none from the model's own metres)")
     group.add_argument("--min-confidence", type=float, default=0.0,
                        help="drop points below this confidence (default: 0 = off)")
     group.add_argument("--edge-filter", action=argparse_bool(), default=True,
@@ -226,19 +238,25 @@ def trust_settings_from_args(args: Any) -> TrustSettings:
     no temporal filter: the tools see single frames or independent samples."""
     return TrustSettings(scale_anchor=args.scale_anchor, camera_height_m=args.camera_height_m,
                          scale_time_constant_s=0.0, sparse_fit_shift=args.sparse_depth_shift,
+                         sparse_min_points=args.sparse_depth_min_points,
+                         sparse_depth_fill=bool(getattr(args, "sparse_depth_fill", False)),
                          min_confidence=args.min_confidence, edge_filter=args.edge_filter)
 
 
-def sparse_source_problem(scale_anchor: str, source_given: bool, option: str) -> str:
+def sparse_source_problem(scale_anchor: str, source_given: bool, option: str,
+                          fill: bool = False) -> str:
     """Why a tool's sparse-depth source option (``option``: --sparse-depth FILE,
-    --sparse-depth-topic) does not go with ``scale_anchor``, or '': sparse_depth needs it, and
-    it is used by nothing else (a user giving it expects it to count)."""
+    --sparse-depth-topic) does not go with ``scale_anchor`` and ``fill``
+    (--sparse-depth-fill), or '': both need it, and nothing else uses it (a user giving it
+    expects it to count)."""
     if scale_anchor == "sparse_depth" and not source_given:
         return f"--scale-anchor sparse_depth needs {option}"
-    if source_given and scale_anchor != "sparse_depth":
+    if fill and not source_given:
+        return f"--sparse-depth-fill needs {option}"
+    if source_given and scale_anchor != "sparse_depth" and not fill:
         name = option.split()[0]
-        return (f"{name} is only used with --scale-anchor sparse_depth; add it, or leave "
-                f"{name} out")
+        return (f"{name} is only used with --scale-anchor sparse_depth or --sparse-depth-fill; "
+                f"add one, or leave {name} out")
     return ""
 
 

@@ -38,9 +38,27 @@ def test_trust_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
     src = tmp_path / "in"
     write_bag(src, frames=1)
     for extra in (["--scale-anchor", "sparse_depth"], ["--scale-anchor", "ground_plane"],
-                  ["--camera-height-m", "-2"]):
+                  ["--camera-height-m", "-2"], ["--sparse-depth-fill"],
+                  ["--sparse-depth-topic", SPARSE_TOPIC],
+                  ["--sparse-depth-min-points", "1", "--sparse-depth-fill",
+                   "--sparse-depth-topic", SPARSE_TOPIC]):
         dst = tmp_path / f"out{len(extra)}{extra[-1]}"
         assert run_bag(src, dst, "--image-topic", IMAGE_TOPIC, *extra) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "error" in err[0] and not dst.exists()
     assert TS is not None and MODEL_ARGS
+
+
+def test_sparse_depth_fill_keeps_the_measured_pixels_of_the_paired_frame(tmp_path):
+    # the node's sparse_depth_fill without an anchor: measured pixels as measured (the
+    # half-resolution measurements cover their 2x2 pixels), the rest the model's own depth
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, frames=2, extra=[(SPARSE_TOPIC, "sensor_msgs/msg/Image",
+                                     _sparse_msg(101, 2.5))])
+    assert run_bag(src, dst, "--image-topic", IMAGE_TOPIC, "--sparse-depth-fill",
+                   "--sparse-depth-topic", SPARSE_TOPIC, "--no-copy-input") == 0
+    plain, filled = [image_to_numpy(m) for _, m in read_bag(dst)["/cam/depth"]]
+    measured = np.zeros((H, W), bool)
+    measured[::6, ::6] = measured[1::6, ::6] = measured[::6, 1::6] = measured[1::6, 1::6] = True
+    assert (filled[measured] == 2.5).all() and not (plain == 2.5).any()
+    assert np.isfinite(filled).all() and (filled[~measured] != 2.5).all()

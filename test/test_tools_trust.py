@@ -47,11 +47,31 @@ def test_predict_anchors_to_a_sparse_depth_png(tmp_path):
     assert confidence.shape == true.shape and np.nanmax(confidence) <= 1
 
 
+def test_predict_sparse_depth_fill_keeps_the_measured_pixels(tmp_path):
+    camera = Intrinsics(262.5, 262.5, 159.5, 119.5, 320, 240)
+    scene = random_indoor_scene(5007)
+    rgb, true = render(scene, demo_trajectory(scene, 8)[2], camera)
+    cv2.imwrite(str(tmp_path / "frame.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    sparse = np.full(true.shape, np.nan, np.float32)
+    pick = (np.random.default_rng(1).random(true.shape) < 0.5) & (true > 0)
+    sparse[pick] = true[pick]
+    np.save(tmp_path / "rgbd.npy", sparse)
+    res = _run("-m", "clip_depth_ros.cli", "predict", "frame.png", "--out", "filled.png",
+               "--sparse-depth", "rgbd.npy", "--sparse-depth-fill", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    depth = np.load(tmp_path / "filled.npy")
+    np.testing.assert_array_equal(depth[pick], true[pick])
+    assert np.isfinite(depth[~pick]).all() and not np.isin(depth[~pick], true[pick]).all()
+
+
 def test_predict_anchor_mistakes_are_one_line(tmp_path):
     cv2.imwrite(str(tmp_path / "frame.png"), np.zeros((48, 64, 3), np.uint8))
     for extra in (["--scale-anchor", "sparse_depth"],
                   ["--scale-anchor", "ground_plane", "--focal-px", "60"],
-                  ["--scale-anchor", "sparse_depth", "--sparse-depth", "missing.png"]):
+                  ["--scale-anchor", "sparse_depth", "--sparse-depth", "missing.png"],
+                  ["--sparse-depth-fill"], ["--sparse-depth", "frame.png"],
+                  ["--scale-anchor", "sparse_depth", "--sparse-depth", "frame.png",
+                   "--sparse-depth-min-points", "0"]):
         res = _run("-m", "clip_depth_ros.cli", "predict", "frame.png", "--out", "o.png", *extra,
                    cwd=tmp_path)
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -250,8 +250,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--median-scale", action="store_true",
                     help="scale each prediction to the truth's median (not metric)")
     ap.add_argument("--out", default="eval", help="folder for metrics.json and plots")
+    # no --sparse-depth-fill: copying measured pixels into the prediction is not the
+    # literature's evaluation of a depth model
     add_trust_arguments(ap, "--sparse-share of the ground truth's pixels with 1%% noise "
-                        "(a simulated LiDAR)")
+                        "(a simulated LiDAR)", sparse_fill=False)
     ap.add_argument("--sparse-share", type=float, default=0.01,
                     help="share of valid pixels measured for sparse_depth (default: %(default)s)")
     return ap.parse_args(argv)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..anchoring import ANCHORS, MAX_CAMERA_HEIGHT_M
+from ..anchoring import ANCHORS, MAX_CAMERA_HEIGHT_M, MIN_SPARSE_POINTS
 from ..backends import all_precisions, available_backends
 from ..config import DEFAULT_WEIGHTS
 
@@ -145,7 +145,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "pixels as measured and fill the rest with the prediction (anchored; the model's "
               "own metres with scale_anchor none): RGB-D hole filling.", runtime=True),
     ParamSpec("sparse_depth_min_points", 20, "Fewest valid sparse_depth measurements a scale "
-              "fit needs.", runtime=True, range=(3, 1_000_000, 1)),
+              "fit needs.", runtime=True, range=(MIN_SPARSE_POINTS, 1_000_000, 1)),
     ParamSpec("sparse_depth_shift", False, "sparse_depth anchor: also fit a shift in inverse "
               "depth (for affine-invariant models).", runtime=True),
     ParamSpec("sparse_depth_tolerance_s", 0.05, "Pair an image with the sparse_depth message "
