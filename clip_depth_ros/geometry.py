@@ -34,8 +34,9 @@ class Intrinsics:
     def scaled_to(self, width: int, height: int) -> "Intrinsics":
         """Intrinsics of the same camera after resizing (or binning) the image to width x height.
 
-        Uses the pixel-corner convention (as image_proc's resize does): a pixel centre at u in
-        the original maps to (u + 0.5) * s - 0.5 in the resized image.
+        Uses the pixel-centre convention of OpenCV's resize, which made the resized image: a
+        pixel centre at u in the original maps to (u + 0.5) * s - 0.5 in the resized image
+        (image_proc's resize scales cx plainly, cx * s: (s - 1) / 2 px apart).
         """
         if width == self.width and height == self.height:
             return self

@@ -343,14 +343,18 @@ def camera_info_to_intrinsics(msg: Any) -> Optional[Intrinsics]:
 
 
 def camera_info_fields(intrinsics: Intrinsics, template: Any = None) -> dict[str, Any]:
-    """CameraInfo field values with K and P = [K | t] for these intrinsics (t: template's, scaled).
+    """CameraInfo field values with P = [K' | t] for these intrinsics (t: template's, scaled).
 
     The template's P translation is scaled by the fx (Tx) and fy (Ty) ratios, as image_proc's
     resize does; distortion_model, D and R are copied from it (default plumb_bob, zeros, I).
+    K is the template's K scaled to this size when the template is this camera (its P, or K,
+    scaled, gives these intrinsics): a raw, distorted camera keeps its own K next to its D
+    (P is the rectified camera, which the points use); else K = the intrinsics.
     Binning and ROI stay zero since width/height describe the published image itself.
     Returns width, height, distortion_model, d (list), r, k, p (float64 arrays).
     """
     fx, fy, cx, cy = intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy
+    k = intrinsics.matrix().ravel()
     tx = ty = tz = 0.0
     if template is None:
         distortion_model, d, r = "plumb_bob", [0.0] * 5, np.eye(3).ravel()
@@ -365,28 +369,24 @@ def camera_info_fields(intrinsics: Intrinsics, template: Any = None) -> dict[str
         tx = tp[3] * fx / src_fx if src_fx != 0.0 else 0.0
         ty = tp[7] * fy / src_fy if src_fy != 0.0 else 0.0
         tz = float(tp[11])
+        own_k = _template_k(template, intrinsics)
+        if own_k is not None:
+            k = own_k
     return {
         "width": int(intrinsics.width), "height": int(intrinsics.height),
-        "distortion_model": distortion_model, "d": d, "r": r,
-        "k": np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0], dtype=np.float64),
+        "distortion_model": distortion_model, "d": d, "r": r, "k": k,
         "p": np.array([fx, 0.0, cx, tx, 0.0, fy, cy, ty, 0.0, 0.0, 1.0, tz], dtype=np.float64),
     }
 
 
-SPARSE_DEPTH_ENCODINGS = ("32FC1", "16UC1")
-
-
-def sparse_depth_to_metres(msg: Any) -> np.ndarray:
-    """A sparse metric depth Image (32FC1 metres with NaN, 0 or inf = no measurement, or
-    16UC1 millimetres with 0 = none) as float32 metres with NaN where nothing was measured."""
-    name = canonical_encoding(msg.encoding)
-    if name not in SPARSE_DEPTH_ENCODINGS:
-        raise ConversionError(f"sparse_depth must be {' or '.join(SPARSE_DEPTH_ENCODINGS)} "
-                              f"(metres / millimetres), not {msg.encoding!r}")
-    raw = image_to_numpy(msg)
-    if name == "16UC1":
-        metres = raw.astype(np.float32) * np.float32(1e-3)
-    else:
-        metres = np.array(raw, dtype=np.float32)
-    metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
-    return metres
+def _template_k(template: Any, intrinsics: Intrinsics) -> Optional[np.ndarray]:
+    """The template's own K scaled to ``intrinsics``' size, when the template describes the
+    camera of ``intrinsics`` (its P or K, scaled the same way, gives them); else None."""
+    source, tk = camera_info_to_intrinsics(template), np.asarray(template.k, np.float64).ravel()
+    if source is None or tk.size != 9 or not (tk[0] > 0 and tk[4] > 0):
+        return None
+    size = (intrinsics.width, intrinsics.height)
+    if not np.allclose(source.scaled_to(*size).matrix(), intrinsics.matrix(), 1e-6, 1e-6):
+        return None  # other intrinsics than the template's (an override): K = them
+    own = Intrinsics(tk[0], tk[4], tk[2], tk[5], source.width, source.height)
+    return own.scaled_to(*size).matrix().ravel()

@@ -19,7 +19,7 @@ from .confidence import trust_maps
 from .errors import ConfigError
 from .frame import FrameContext, FrameOutputs, drop_points, multiply_xyz
 from .geometry import depth_to_points
-from .image_codec import ConversionError, sparse_depth_to_metres
+from .image_codec import ConversionError, canonical_encoding, image_to_numpy
 from .temporal import ScaleFilter
 
 
@@ -270,6 +270,25 @@ def sparse_covers_image(sparse_shape: tuple[int, ...], image_shape: tuple[int, .
         return False  # an empty image covers nothing
     aspect = image_shape[1] / image_shape[0]
     return abs(sparse_shape[1] / sparse_shape[0] - aspect) <= SPARSE_ASPECT_TOLERANCE * aspect
+
+
+SPARSE_DEPTH_ENCODINGS = ("32FC1", "16UC1")
+
+
+def sparse_depth_to_metres(msg: Any) -> np.ndarray:
+    """A sparse metric depth Image (32FC1 metres with NaN, 0 or inf = no measurement, or
+    16UC1 millimetres with 0 = none) as float32 metres with NaN where nothing was measured."""
+    name = canonical_encoding(msg.encoding)
+    if name not in SPARSE_DEPTH_ENCODINGS:
+        raise ConversionError(f"sparse_depth must be {' or '.join(SPARSE_DEPTH_ENCODINGS)} "
+                              f"(metres / millimetres), not {msg.encoding!r}")
+    raw = image_to_numpy(msg)
+    if name == "16UC1":
+        metres = raw.astype(np.float32) * np.float32(1e-3)
+    else:
+        metres = np.array(raw, dtype=np.float32)
+    metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
+    return metres
 
 
 def paired_sparse_depth(pairing: Any, stamp_ns: int, image_shape: tuple[int, int]

@@ -211,3 +211,20 @@ def test_intrinsics_to_camera_info_copies_template_and_scales_translation():
     # The output owns its arrays: editing it leaves the template alone.
     msg.d[0] = 9.0
     assert template.d[0] == pytest.approx(0.1)
+
+
+def test_camera_info_of_a_raw_camera_keeps_its_own_k_next_to_its_d():
+    # a raw, distorted camera: K (with D) and P (the rectified camera) differ; the published
+    # camera_info is the input's scaled to the depth image, K with D, P for the points
+    k = [610, 0, 318, 0, 612, 242, 0, 0, 1]
+    template = _camera_info(k, [600, 0, 320, 0, 0, 600, 240, 0, 0, 0, 1, 0])
+    template.d = array.array("d", [-0.28, 0.07, 0.0, 0.0, 0.0])
+    half = camera_info_to_intrinsics(template).scaled_to(320, 240)
+    msg = intrinsics_to_camera_info(half, Header(), template)
+    own = Intrinsics(610.0, 612.0, 318.0, 242.0, 640, 480).scaled_to(320, 240)
+    np.testing.assert_allclose(msg.k, [own.fx, 0, own.cx, 0, own.fy, own.cy, 0, 0, 1])
+    assert camera_info_to_intrinsics(msg) == half and list(msg.d) == list(template.d)
+    # intrinsics that are not the template's (an override): K is them, as P
+    other = Intrinsics(500.0, 500.0, 160.0, 120.0, 320, 240)
+    msg = intrinsics_to_camera_info(other, Header(), template)
+    np.testing.assert_array_equal(msg.k, [500, 0, 160, 0, 500, 120, 0, 0, 1])
