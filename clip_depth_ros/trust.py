@@ -149,7 +149,9 @@ class ScaleAnchor:
         """Key/values for /diagnostics."""
         st = self.status
         values: dict[str, Any] = {"scale_anchor": self.settings.scale_anchor,
-                                  "scale_source": st.source, "scale": st.scale,
+                                  # 4 decimals: the frame-to-frame steadiness is
+                                  # a matter of 0.1-1 % (the /diagnostics default is 2)
+                                  "scale_source": st.source, "scale": f"{st.scale:.4f}",
                                   "anchor_support": st.support,
                                   "scale_filter_resets": self.filter.resets}
         values.update({f"anchor_fallback_{k}": v for k, v in sorted(st.fallbacks.items())})

@@ -1,9 +1,12 @@
 """Launch the depth node (and optionally RViz).
 
 ros2 launch clip_depth_ros depth.launch.py [params_file:=...] [namespace:=front]
-    [image:=/camera/image_raw] [camera_info:=/camera/camera_info] [use_rviz:=true]
+    [image:=/camera/image_raw] [camera_info:=/camera/camera_info]
+    [sparse_depth:=/lidar/depth_image] [use_rviz:=true]
 
-All node parameters live in config/depth.yaml; this file only wires topics.
+All node parameters live in config/depth.yaml; this file only wires topics.  RViz runs in the
+node's namespace, so its relative topics (points, depth/colored, image) follow it; its fixed
+frame is camera_optical_frame (change it in RViz to your camera's frame).
 """
 import os
 
@@ -29,6 +32,9 @@ def generate_launch_description() -> LaunchDescription:
                                           "input_transport: compressed)."),
         DeclareLaunchArgument("camera_info", default_value="camera_info",
                               description="Input camera_info topic."),
+        DeclareLaunchArgument("sparse_depth", default_value="sparse_depth",
+                              description="Input sparse metric depth topic (scale_anchor "
+                                          "sparse_depth, sparse_depth_fill)."),
         DeclareLaunchArgument("use_rviz", default_value="false",
                               description="Start RViz with config/depth.rviz."),
     ]
@@ -38,9 +44,11 @@ def generate_launch_description() -> LaunchDescription:
         namespace=LaunchConfiguration("namespace"), output="screen",
         parameters=[LaunchConfiguration("params_file")],
         remappings=[("image", image), ("image/compressed", [image, "/compressed"]),
-                    ("camera_info", LaunchConfiguration("camera_info"))],
+                    ("camera_info", LaunchConfiguration("camera_info")),
+                    ("sparse_depth", LaunchConfiguration("sparse_depth"))],
     )
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                namespace=LaunchConfiguration("namespace"), remappings=[("image", image)],
                 arguments=["-d", os.path.join(share, "config", "depth.rviz")],
                 condition=IfCondition(LaunchConfiguration("use_rviz")))
     return LaunchDescription(args + [depth_node, rviz])

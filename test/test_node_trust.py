@@ -114,6 +114,7 @@ def test_sparse_depth_anchors_the_metres(graph, room, encoding, step):
     assert _scale(depth, true) == pytest.approx(1.0, abs=0.03)
     values = _diagnostics(graph)
     assert values["scale_source"] == "sparse_depth" and int(values["anchor_support"]) > 100
+    assert len(values["scale"].split(".")[1]) == 4  # steadiness is a matter of 0.1-1 %
 
 
 def test_confidence_image_follows_the_depth_contract(graph, room):
