@@ -7,6 +7,7 @@ untrusted and flying pixels from the point cloud (:class:`PointTrust`).  Pure nu
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -71,14 +72,17 @@ class ScaleAnchor:
         self.settings = settings
         self.filter = ScaleFilter(settings.scale_time_constant_s)
         self.status = AnchorStatus()
+        # a runtime change (the node's parameter thread) never lands inside a frame's fit
+        self._lock = threading.Lock()
 
     def update_settings(self, settings: TrustSettings) -> None:
         """New settings (runtime change); a new anchor source restarts the filter."""
-        if settings.scale_anchor != self.settings.scale_anchor:
-            self.filter.reset()
-            self.status = AnchorStatus()
-        self.filter.time_constant_s = settings.scale_time_constant_s
-        self.settings = settings
+        with self._lock:
+            if settings.scale_anchor != self.settings.scale_anchor:
+                self.filter.reset()
+                self.status = AnchorStatus()
+            self.filter.time_constant_s = settings.scale_time_constant_s
+            self.settings = settings
 
     @property
     def active(self) -> bool:
@@ -100,6 +104,10 @@ class ScaleAnchor:
     def __call__(self, outputs: FrameOutputs, ctx: FrameContext) -> FrameOutputs:
         """Fit, filter and apply the scale (the model's own with scale_anchor none), then fill
         holes from sparse_depth when asked."""
+        with self._lock:
+            return self._anchor(outputs, ctx)
+
+    def _anchor(self, outputs: FrameOutputs, ctx: FrameContext) -> FrameOutputs:
         if self.settings.scale_anchor == "none":
             self.status.source, self.status.scale = "model", 1.0
             if not self.active:
@@ -149,9 +157,7 @@ class ScaleAnchor:
         """Key/values for /diagnostics."""
         st = self.status
         values: dict[str, Any] = {"scale_anchor": self.settings.scale_anchor,
-                                  # 4 decimals: the frame-to-frame steadiness is
-                                  # a matter of 0.1-1 % (the /diagnostics default is 2)
-                                  "scale_source": st.source, "scale": f"{st.scale:.4f}",
+                                  "scale_source": st.source, "scale": st.scale,
                                   "anchor_support": st.support,
                                   "scale_filter_resets": self.filter.resets}
         values.update({f"anchor_fallback_{k}": v for k, v in sorted(st.fallbacks.items())})

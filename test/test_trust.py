@@ -340,3 +340,29 @@ def test_sparse_depth_fill_keeps_measured_pixels_and_fills_the_rest(scale_anchor
         np.testing.assert_array_equal(out.depth_m, depth * 0.5)
         np.testing.assert_array_equal(out.cloud, kept)
     assert not ScaleAnchor(TrustSettings(scale_anchor="none")).active  # off: no step at all
+
+
+def test_a_runtime_change_waits_for_the_frame_being_anchored(monkeypatch):
+    # the node changes settings on its parameter thread while frames run on another: a
+    # change that arrives mid-fit (here: inside the filter update) lands after the frame
+    import threading
+    rgb, depth, _ = _view(1, 1)
+    anchor = ScaleAnchor(TrustSettings(scale_anchor="sparse_depth"))
+    real, seen = anchor.filter.update, {}
+
+    def update(*args):
+        change = TrustSettings(scale_anchor="ground_plane", camera_height_m=1.0)
+        seen["thread"] = threading.Thread(target=anchor.update_settings, args=(change,))
+        seen["thread"].start()
+        seen["thread"].join(0.3)
+        seen["landed_inside"] = not seen["thread"].is_alive()
+        return real(*args)
+
+    monkeypatch.setattr(anchor.filter, "update", update)
+    out, ctx = _outputs(depth * 0.5, rgb)
+    anchor(out, dataclasses.replace(ctx, sparse_depth_m=_sparse(depth, 0.01, 0.0)))
+    seen["thread"].join(5)
+    assert seen["landed_inside"] is False and not seen["thread"].is_alive()
+    assert anchor.settings.scale_anchor == "ground_plane" and anchor.status.source == "model"
+    assert out.depth_m[np.isfinite(depth)].mean() == pytest.approx(
+        depth[np.isfinite(depth)].mean(), rel=0.02)  # the frame finished with its own anchor

@@ -92,6 +92,8 @@ class TrustIO:
     def diagnostics(self) -> dict[str, Any]:
         """Key/values for /diagnostics: source, scale, support, fallbacks, rejections."""
         values = self.anchor.diagnostics()
+        # 4 decimals (floats show 2 on /diagnostics): steadiness is a matter of 0.1-1 %
+        values["scale"] = f"{values['scale']:.4f}"
         values["sparse_depth_received"] = self.sparse_received
         values.update({f"sparse_depth_rejected_{k}": v for k, v in sorted(self.rejected.items())})
         values.update({f"points_removed_{k}": v for k, v in sorted(self.points.removed.items())})
