@@ -180,16 +180,22 @@ def fit_plane(points: np.ndarray, weights: Optional[np.ndarray] = None
 
 
 # ---------------------------------------------------------------------------- sparse depth
+def _sparse_pixels(depth_shape: tuple[int, int], sparse_m: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols) of each valid measurement and (v, u), the depth pixel it falls on: pixel
+    centres map through the shared field of view, as camera_info scaling does."""
+    height, width = depth_shape
+    sh, sw = sparse_m.shape
+    rows, cols = np.nonzero(np.isfinite(sparse_m) & (sparse_m > 0))
+    v = np.clip(((rows + 0.5) * height / sh - 0.5).round().astype(int), 0, height - 1)
+    u = np.clip(((cols + 0.5) * width / sw - 0.5).round().astype(int), 0, width - 1)
+    return rows, cols, v, u
+
+
 def sparse_pairs(depth_m: np.ndarray, sparse_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(predicted, measured) at every valid measurement; the sparse image may have any
     resolution covering the same field of view (nearest prediction pixel per measurement)."""
-    height, width = depth_m.shape
-    sh, sw = sparse_m.shape
-    valid = np.isfinite(sparse_m) & (sparse_m > 0)
-    rows, cols = np.nonzero(valid)
-    # pixel centres map through the shared field of view, as camera_info scaling does
-    v = np.clip(((rows + 0.5) * height / sh - 0.5).round().astype(int), 0, height - 1)
-    u = np.clip(((cols + 0.5) * width / sw - 0.5).round().astype(int), 0, width - 1)
+    rows, cols, v, u = _sparse_pixels(depth_m.shape, sparse_m)
     predicted = depth_m[v, u].astype(np.float64)
     keep = np.isfinite(predicted) & (predicted > 0)
     return predicted[keep], sparse_m[rows, cols].astype(np.float64)[keep]
@@ -243,9 +249,17 @@ def apply_scale(depth_m: np.ndarray, estimate: ScaleEstimate, scale: float) -> n
 
 def fill_holes(anchored_m: np.ndarray, sparse_m: np.ndarray) -> np.ndarray:
     """Measured pixels as measured, the rest from the anchored prediction (RGB-D hole
-    filling); the sparse image is resized to the depth image with nearest neighbours."""
+    filling).  A coarser sparse image is enlarged with nearest neighbours (a measurement
+    covers its area); a finer one puts each measurement on the depth pixel it falls in (as
+    the scale fit pairs them), so no measurement is skipped."""
     height, width = anchored_m.shape
-    if sparse_m.shape != (height, width):
+    sh, sw = sparse_m.shape
+    if sh > height or sw > width:
+        _, _, v, u = _sparse_pixels((height, width), sparse_m)
+        filled = anchored_m.astype(np.float32, copy=True)
+        filled[v, u] = sparse_m[np.isfinite(sparse_m) & (sparse_m > 0)]
+        return filled
+    if (sh, sw) != (height, width):
         sparse_m = cv2.resize(sparse_m, (width, height), interpolation=cv2.INTER_NEAREST)
     measured = np.isfinite(sparse_m) & (sparse_m > 0)
     return np.where(measured, sparse_m, anchored_m).astype(np.float32)

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, Optional, Protocol, TypeVar
 
 import numpy as np
@@ -123,7 +123,13 @@ class DepthPipeline:
                                          or any(step.changes_depth for step in steps))
         request = self.request(want_points and intrinsics is not None, want_rgb,
                                want_colored and not colour_after)
-        outputs = self.backend.infer_frame(image_rgb, intrinsics, request)
+        model_request = request
+        if math.isfinite(request.max_range_m) and any(s.changes_depth for s in steps):
+            # the range applies to the final depth: a point the model put beyond it may come
+            # back inside once anchored, so the model's cloud is unbounded and the step that
+            # rewrites depth applies the range (ScaleAnchor)
+            model_request = replace(request, max_range_m=math.inf)
+        outputs = self.backend.infer_frame(image_rgb, intrinsics, model_request)
         ctx = FrameContext(image_rgb, intrinsics, request, stamp_s, sparse_depth_m,
                            sparse_problem)
         for step in steps:

@@ -28,6 +28,7 @@ class ScaleFilter:
     log_scale: Optional[float] = None
     last_t: Optional[float] = None
     held_back: int = 0
+    held_back_total: int = 0  # every gated measurement (a fit flipping between two planes)
     resets: int = 0
 
     def reset(self) -> None:
@@ -51,6 +52,7 @@ class ScaleFilter:
             return self.update(scale, t, log_sigma)
         if abs(measured - self.log_scale) > self.gate:
             self.held_back += 1
+            self.held_back_total += 1
             if self.held_back < self.reset_after:
                 return math.exp(self.log_scale)
             self.resets += 1

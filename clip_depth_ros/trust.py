@@ -72,15 +72,21 @@ class ScaleAnchor:
         self.settings = settings
         self.filter = ScaleFilter(settings.scale_time_constant_s)
         self.status = AnchorStatus()
+        self._last_shift = 0.0  # the inverse-depth shift that goes with the filtered scale
         # a runtime change (the node's parameter thread) never lands inside a frame's fit
         self._lock = threading.Lock()
 
     def update_settings(self, settings: TrustSettings) -> None:
-        """New settings (runtime change); a new anchor source restarts the filter."""
+        """New settings (runtime change); a new anchor source, camera height or shift fit
+        restarts the filter (the old scale means nothing for the new one); the fallback
+        counts go on."""
         with self._lock:
-            if settings.scale_anchor != self.settings.scale_anchor:
+            old = self.settings
+            if (settings.scale_anchor, settings.camera_height_m, settings.sparse_fit_shift) != \
+                    (old.scale_anchor, old.camera_height_m, old.sparse_fit_shift):
                 self.filter.reset()
-                self.status = AnchorStatus()
+                self._last_shift = 0.0
+                self.status = AnchorStatus(fallbacks=self.status.fallbacks)
             self.filter.time_constant_s = settings.scale_time_constant_s
             self.settings = settings
 
@@ -118,6 +124,7 @@ class ScaleAnchor:
         if estimate.ok:
             t = ctx.stamp_s if ctx.stamp_s is not None else 0.0
             scale = self.filter.update(estimate.scale, t, estimate.log_sigma)
+            self._last_shift = estimate.shift
             status.source, status.support = self.settings.scale_anchor, estimate.support
             status.failing_for, status.last_reason = 0, ""
         else:
@@ -128,7 +135,9 @@ class ScaleAnchor:
             scale = held if held is not None else 1.0
             status.source = "last_good" if held is not None else "model"
             status.support = estimate.support
-            estimate = ScaleEstimate(scale=scale, ok=False)
+            # a held scale of a scale-and-shift fit means something only with its shift
+            estimate = ScaleEstimate(scale=scale, ok=False,
+                                     shift=self._last_shift if held is not None else 0.0)
         status.scale = scale
         return self._apply(outputs, ctx, estimate, scale)
 
@@ -145,9 +154,11 @@ class ScaleAnchor:
                 outputs.cloud[..., :3] = depth_to_points(depth, outputs.intrinsics,
                                                          request.point_stride,
                                                          request.max_range_m)
-            elif scale != 1.0:
+            elif scale != 1.0 or math.isfinite(request.max_range_m):
+                # the model's cloud came unbounded when a range is set (pipeline): the
+                # range applies to the anchored depth, here
                 factor: "np.ndarray | np.float32" = np.float32(scale)
-                if math.isfinite(request.max_range_m):  # points the scale moved beyond it
+                if math.isfinite(request.max_range_m):
                     factor = np.where(outputs.cloud[..., 2] * factor <= request.max_range_m,
                                       factor, np.float32(np.nan))
                 multiply_xyz(outputs.cloud, factor)
@@ -159,7 +170,8 @@ class ScaleAnchor:
         values: dict[str, Any] = {"scale_anchor": self.settings.scale_anchor,
                                   "scale_source": st.source, "scale": st.scale,
                                   "anchor_support": st.support,
-                                  "scale_filter_resets": self.filter.resets}
+                                  "scale_filter_resets": self.filter.resets,
+                                  "scale_outliers_held": self.filter.held_back_total}
         values.update({f"anchor_fallback_{k}": v for k, v in sorted(st.fallbacks.items())})
         return values
 

@@ -234,3 +234,27 @@ def test_rolling_stats_single_event_has_no_rate():
     snap = stats.snapshot(now=1.0)
     assert snap["count"] == 1 and snap["rate_hz"] == 0.0
     assert snap["latency_p50_ms"] == 3.0
+
+
+@pytest.mark.parametrize("fast_path", ["never", "always"])
+def test_the_range_limit_applies_to_the_anchored_depth(fast_path):
+    # points the model put beyond max_range_m that the anchor brings inside it are in the
+    # cloud, as depth_image_proc would make them from the published depth (and vice versa)
+    from clip_depth_ros.trust import ScaleAnchor, TrustSettings
+    torch.manual_seed(0)
+    model = create_backend("torch", model="tiny-mirror", fast_path=fast_path)
+    image, intr = _image(seed=2), _intrinsics()
+    depth = model.infer(image, intr)
+    for factor in (0.5, 2.0):  # half the anchored depth within the limit
+        limit = factor * float(np.median(depth))
+        sparse = (depth * factor).astype(np.float32)
+        anchor = ScaleAnchor(TrustSettings(scale_anchor="sparse_depth",
+                                           scale_time_constant_s=0.0))
+        pipe = DepthPipeline(model, PipelineSettings(max_range_m=limit), steps=[anchor])
+        out = pipe.process(image, intr, want_points=True, stamp_s=0.0, sparse_depth_m=sparse)
+        assert anchor.status.scale == pytest.approx(factor, rel=1e-3)
+        z = out.points_xyz[..., 2]
+        inside = out.depth_m <= limit
+        assert 0.2 < inside.mean() < 1.0
+        np.testing.assert_allclose(z[inside], out.depth_m[inside], rtol=1e-5)
+        assert np.isnan(z[~inside]).all()

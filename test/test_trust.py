@@ -161,6 +161,26 @@ def test_sparse_scale_and_shift_in_inverse_depth():
     assert np.median(np.abs(anchored[valid] / depth[valid] - 1)) < 0.01
 
 
+def test_a_held_scale_keeps_the_shift_it_was_fitted_with():
+    # sparse_depth with a shift: a frame without a paired measurement keeps the last good
+    # scale AND shift (the scale alone would be the wrong depth)
+    rgb, depth, _ = _view(6, 3)
+    predicted = (1.0 / (0.7 / depth + 0.05)).astype(np.float32)
+    anchor = ScaleAnchor(TrustSettings(scale_anchor="sparse_depth", sparse_fit_shift=True,
+                                       scale_time_constant_s=0.0))
+    valid = depth > 0
+    out, ctx = _outputs(predicted, rgb)
+    fitted = anchor(out, dataclasses.replace(ctx, sparse_depth_m=_sparse(depth, 0.01, 0.0)))
+    out, ctx = _outputs(predicted, rgb)
+    held = anchor(out, ctx)  # nothing paired: the last good scale and shift
+    assert anchor.status.source == "last_good"
+    for result in (fitted, held):
+        assert np.median(np.abs(result.depth_m[valid] / depth[valid] - 1)) < 0.01
+    # a new camera height or shift setting restarts the filter; the fallback counts go on
+    anchor.update_settings(TrustSettings(scale_anchor="sparse_depth", sparse_fit_shift=False))
+    assert anchor.filter.scale is None and anchor.status.fallbacks["no_sparse_depth"] == 1
+
+
 def test_scale_filter_is_steady_gates_outliers_and_resets_on_a_lasting_jump():
     filt = ScaleFilter(time_constant_s=1.0, reset_after=4)
     rng = np.random.default_rng(0)
@@ -173,6 +193,12 @@ def test_scale_filter_is_steady_gates_outliers_and_resets_on_a_lasting_jump():
     for i in range(3):
         filt.update(6.0, 6.2 + 0.1 * i)
     assert filt.resets == 1 and filt.scale == pytest.approx(6.0)  # a lasting jump resets
+    # a fit flipping between two planes: every other measurement held back, each counted
+    # (the run of consecutive ones never reaches a reset)
+    before = filt.held_back_total
+    for i in range(10):
+        filt.update(6.0 if i % 2 else 20.0, 7.0 + 0.1 * i)
+    assert filt.held_back_total - before == 5 and filt.resets == 1
     raw = ScaleFilter(time_constant_s=0.0)
     assert raw.update(3.0, 0.0) == 3.0 and raw.update(5.0, 0.1) == 5.0  # 0 = no filtering
 
@@ -332,6 +358,14 @@ def test_sparse_depth_fill_keeps_measured_pixels_and_fills_the_rest(scale_anchor
     out = anchor(out, dataclasses.replace(ctx, sparse_depth_m=half))
     np.testing.assert_array_equal(out.depth_m[::2, ::2][np.isfinite(half)],
                                   half[np.isfinite(half)])
+    # twice the resolution: each measurement lands on the pixel it falls in, none skipped
+    # (a nearest-neighbour shrink keeps only even rows and columns)
+    fine = np.full((2 * K.height, 2 * K.width), np.nan, np.float32)
+    fine[1::4, 3::4] = 7.0
+    out, ctx = _outputs(depth * 0.5, rgb)
+    out = anchor(out, dataclasses.replace(ctx, sparse_depth_m=fine))
+    assert (out.depth_m[0::2, 1::2] == 7.0).all() and (out.depth_m == 7.0).sum() == fine[
+        np.isfinite(fine)].size
     # a frame without sparse_depth: nothing to fill, depth and cloud as the anchor leaves them
     out, ctx = _outputs(depth * 0.5, rgb)
     kept = out.cloud.copy()
@@ -340,29 +374,3 @@ def test_sparse_depth_fill_keeps_measured_pixels_and_fills_the_rest(scale_anchor
         np.testing.assert_array_equal(out.depth_m, depth * 0.5)
         np.testing.assert_array_equal(out.cloud, kept)
     assert not ScaleAnchor(TrustSettings(scale_anchor="none")).active  # off: no step at all
-
-
-def test_a_runtime_change_waits_for_the_frame_being_anchored(monkeypatch):
-    # the node changes settings on its parameter thread while frames run on another: a
-    # change that arrives mid-fit (here: inside the filter update) lands after the frame
-    import threading
-    rgb, depth, _ = _view(1, 1)
-    anchor = ScaleAnchor(TrustSettings(scale_anchor="sparse_depth"))
-    real, seen = anchor.filter.update, {}
-
-    def update(*args):
-        change = TrustSettings(scale_anchor="ground_plane", camera_height_m=1.0)
-        seen["thread"] = threading.Thread(target=anchor.update_settings, args=(change,))
-        seen["thread"].start()
-        seen["thread"].join(0.3)
-        seen["landed_inside"] = not seen["thread"].is_alive()
-        return real(*args)
-
-    monkeypatch.setattr(anchor.filter, "update", update)
-    out, ctx = _outputs(depth * 0.5, rgb)
-    anchor(out, dataclasses.replace(ctx, sparse_depth_m=_sparse(depth, 0.01, 0.0)))
-    seen["thread"].join(5)
-    assert seen["landed_inside"] is False and not seen["thread"].is_alive()
-    assert anchor.settings.scale_anchor == "ground_plane" and anchor.status.source == "model"
-    assert out.depth_m[np.isfinite(depth)].mean() == pytest.approx(
-        depth[np.isfinite(depth)].mean(), rel=0.02)  # the frame finished with its own anchor

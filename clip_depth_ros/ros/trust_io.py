@@ -84,6 +84,12 @@ class TrustIO:
                "too_few_sparse_points": "too few valid sparse_depth points",
                "no_sparse_depth": f"no sparse_depth received on {sparse_topic}",
                "no_camera_info": "no camera_info (the floor fit needs intrinsics)",
+               "sparse_depth_unpaired": f"no sparse_depth on {sparse_topic} stamped near the "
+                                        "images (their stamps; sparse_depth_tolerance_s)",
+               "bad_sparse_depth": f"sparse_depth on {sparse_topic} is not 32FC1 (m) or 16UC1 "
+                                   "(mm)",
+               "sparse_depth_aspect": f"sparse_depth on {sparse_topic} does not cover the "
+                                      "image's field of view (another aspect ratio)",
                }.get(status.last_reason, status.last_reason)
         return (f"scale anchor {self.anchor.settings.scale_anchor} failing for "
                 f"{status.failing_for} frames ({why}); using the {status.source} scale "

@@ -1,0 +1,56 @@
+"""The node's side of the trust steps without a ROS graph: runtime changes against frames in
+flight, and the throttled warning's words (ros/trust_io.py over the core's ScaleAnchor)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from clip_depth_ros.trust import ScaleAnchor, TrustSettings
+from test_trust import _outputs, _sparse, _view
+
+
+def test_a_runtime_change_waits_for_the_frame_being_anchored(monkeypatch):
+    # the node changes settings on its parameter thread while frames run on another: a
+    # change that arrives mid-fit (here: inside the filter update) lands after the frame
+    import threading
+    rgb, depth, _ = _view(1, 1)
+    anchor = ScaleAnchor(TrustSettings(scale_anchor="sparse_depth"))
+    real, seen = anchor.filter.update, {}
+
+    def update(*args):
+        change = TrustSettings(scale_anchor="ground_plane", camera_height_m=1.0)
+        seen["thread"] = threading.Thread(target=anchor.update_settings, args=(change,))
+        seen["thread"].start()
+        seen["thread"].join(0.3)
+        seen["landed_inside"] = not seen["thread"].is_alive()
+        return real(*args)
+
+    monkeypatch.setattr(anchor.filter, "update", update)
+    out, ctx = _outputs(depth * 0.5, rgb)
+    anchor(out, dataclasses.replace(ctx, sparse_depth_m=_sparse(depth, 0.01, 0.0)))
+    seen["thread"].join(5)
+    assert seen["landed_inside"] is False and not seen["thread"].is_alive()
+    assert anchor.settings.scale_anchor == "ground_plane" and anchor.status.source == "model"
+    assert out.depth_m[np.isfinite(depth)].mean() == pytest.approx(
+        depth[np.isfinite(depth)].mean(), rel=0.02)  # the frame finished with its own anchor
+
+
+def test_the_nodes_warning_names_why_the_anchor_keeps_failing():
+    # the node's throttled warning: after 10 failed fits, one sentence naming the reason and
+    # the resolved sparse_depth topic, for every reason the sparse pairing gives
+    from clip_depth_ros.ros.trust_io import WARN_AFTER_FRAMES, TrustIO
+    rgb, depth, _ = _view(1, 1)
+    for reason, words in (("no_sparse_depth", "no sparse_depth received on /robot/lidar"),
+                          ("sparse_depth_unpaired", "stamped near the images"),
+                          ("bad_sparse_depth", "not 32FC1 (m) or 16UC1 (mm)"),
+                          ("sparse_depth_aspect", "another aspect ratio")):
+        io = TrustIO(TrustSettings(scale_anchor="sparse_depth"), 0.05)
+        for i in range(WARN_AFTER_FRAMES):
+            assert io.warning("/robot/lidar") is None
+            out, ctx = _outputs(depth, rgb)
+            io.anchor(out, dataclasses.replace(ctx, sparse_problem=reason))
+        text = io.warning("/robot/lidar")
+        assert words in text and "/robot/lidar" in text and reason not in text
+        assert io.diagnostics()[f"anchor_fallback_{reason}"] == WARN_AFTER_FRAMES
