@@ -199,8 +199,8 @@ class PointTrust:
         need_conf = self.want_confidence or (s.min_confidence > 0 and has_cloud)
         confidence, flying = trust_maps(outputs.depth_m, outputs.model_confidence, need_conf,
                                         s.edge_filter and has_cloud)
-        if confidence is not None:
-            outputs.confidence = confidence
+        if confidence is not None and self.want_confidence:
+            outputs.confidence = confidence  # published (else only used for the points)
         if not has_cloud:
             return outputs
         drop = flying if flying is not None else np.zeros(outputs.depth_m.shape, dtype=bool)
