@@ -115,3 +115,20 @@ def test_confidence_without_logarithms_matches_the_log_spread_formula():
 
 def cv2_resize(term, shape):
     return cv2.resize(term, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def test_min_confidence_alone_drops_points_without_publishing_confidence():
+    # confidence is computed for min_confidence, but handed on (published) only when wanted
+    depth = np.full((60, 80), 4.0, np.float32)
+    depth[:, 40:] = 1.0
+    k = Intrinsics(80.0, 80.0, 39.5, 29.5, 80, 60)
+    cloud = np.concatenate([depth_to_points(depth, k), np.ones((60, 80, 1), np.float32)], -1)
+    ctx = FrameContext(np.zeros((60, 80, 3), np.uint8), k, FrameRequest(points=True), 0.0)
+    settings = TrustSettings(edge_filter=False, min_confidence=0.5)
+    out = PointTrust(settings)(FrameOutputs(depth_m=depth, intrinsics=k, cloud=cloud.copy()),
+                               ctx)
+    assert out.confidence is None and np.isnan(out.cloud[:, 39:41, :3]).all()
+    assert np.isfinite(out.cloud[:, :38, :3]).all()
+    wanted = PointTrust(settings, want_confidence=True)(
+        FrameOutputs(depth_m=depth, intrinsics=k, cloud=cloud.copy()), ctx)
+    assert wanted.confidence is not None and wanted.confidence.shape == depth.shape
