@@ -231,8 +231,7 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb
     pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))),
                              steps=[anchor, PointTrust(trust)])
     sparse = _load_sparse(job.source, sparse_topic, tolerance_s) \
-        if sparse_topic and (trust.scale_anchor == "sparse_depth" or trust.sparse_depth_fill) \
-        else None
+        if sparse_topic and trust.uses_sparse_depth else None
     build = BagMessages(typestore)
     report = BagReport()
     plugin = StoragePlugin.MCAP if job.storage == "mcap" else StoragePlugin.SQLITE3

@@ -131,8 +131,8 @@ def bag_trust(args: argparse.Namespace) -> Any:
                                     scale_time_constant_s=args.scale_time_constant_s)
     except ConfigError as exc:
         raise BagError(str(exc)) from None
-    problem = sparse_source_problem(trust.scale_anchor, bool(args.sparse_depth_topic),
-                                    "--sparse-depth-topic", trust.sparse_depth_fill)
+    problem = sparse_source_problem(trust, bool(args.sparse_depth_topic),
+                                    "--sparse-depth-topic")
     if problem:
         raise BagError(problem)
     if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:

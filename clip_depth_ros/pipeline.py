@@ -117,14 +117,14 @@ class DepthPipeline:
         if intrinsics is not None:
             intrinsics = intrinsics.scaled_to(width, height) if intrinsics.is_valid() else None
         steps = [step for step in self.steps if step.active]
+        rewrites_depth = any(step.changes_depth for step in steps)
         # colours show metres: made after any step that rewrites depth, and from the final
         # depth when the range comes from the data; else by the backend (fixed range)
-        colour_after = want_colored and (self.colours_from_data()
-                                         or any(step.changes_depth for step in steps))
+        colour_after = want_colored and (self.colours_from_data() or rewrites_depth)
         request = self.request(want_points and intrinsics is not None, want_rgb,
                                want_colored and not colour_after)
         model_request = request
-        if math.isfinite(request.max_range_m) and any(s.changes_depth for s in steps):
+        if math.isfinite(request.max_range_m) and rewrites_depth:
             # the range applies to the final depth: a point the model put beyond it may come
             # back inside once anchored, so the model's cloud is unbounded and the step that
             # rewrites depth applies the range (ScaleAnchor)

@@ -212,8 +212,7 @@ def run(args: argparse.Namespace) -> int:
     from .trust import (PointTrust, ScaleAnchor, sparse_covers_image,
                         sparse_source_problem, trust_settings_from_args)
     settings = trust_settings_from_args(args)
-    problem = sparse_source_problem(settings.scale_anchor, bool(args.sparse_depth),
-                                    "--sparse-depth FILE", settings.sparse_depth_fill)
+    problem = sparse_source_problem(settings, bool(args.sparse_depth), "--sparse-depth FILE")
     if problem:
         raise ConfigError(problem)
     sparse = read_sparse_depth(args.sparse_depth) if args.sparse_depth else None

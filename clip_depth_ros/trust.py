@@ -50,6 +50,11 @@ class TrustSettings:
             raise ConfigError(f"sparse_depth_min_points must be at least {MIN_SPARSE_POINTS}, "
                               f"not {self.sparse_min_points}")
 
+    @property
+    def uses_sparse_depth(self) -> bool:
+        """Whether sparse depth is used at all: the sparse_depth anchor, or the fill."""
+        return self.scale_anchor == "sparse_depth" or self.sparse_depth_fill
+
 
 @dataclass
 class AnchorStatus:
@@ -263,17 +268,16 @@ def trust_settings_from_args(args: Any) -> TrustSettings:
                          min_confidence=args.min_confidence, edge_filter=args.edge_filter)
 
 
-def sparse_source_problem(scale_anchor: str, source_given: bool, option: str,
-                          fill: bool = False) -> str:
+def sparse_source_problem(settings: TrustSettings, source_given: bool, option: str) -> str:
     """Why a tool's sparse-depth source option (``option``: --sparse-depth FILE,
-    --sparse-depth-topic) does not go with ``scale_anchor`` and ``fill``
-    (--sparse-depth-fill), or '': both need it, and nothing else uses it (a user giving it
-    expects it to count)."""
-    if scale_anchor == "sparse_depth" and not source_given:
+    --sparse-depth-topic) does not go with ``settings`` (--scale-anchor sparse_depth and
+    --sparse-depth-fill need it, and nothing else uses it: a user giving it expects it to
+    count), or ''."""
+    if settings.scale_anchor == "sparse_depth" and not source_given:
         return f"--scale-anchor sparse_depth needs {option}"
-    if fill and not source_given:
+    if settings.sparse_depth_fill and not source_given:
         return f"--sparse-depth-fill needs {option}"
-    if source_given and scale_anchor != "sparse_depth" and not fill:
+    if source_given and not settings.uses_sparse_depth:
         name = option.split()[0]
         return (f"{name} is only used with --scale-anchor sparse_depth or --sparse-depth-fill; "
                 f"add one, or leave {name} out")

@@ -61,8 +61,7 @@ class TrustIO:
         """(metres or None, why not) of the sparse_depth paired with an image's stamp; the
         reason is '' when found, else no_sparse_depth / sparse_depth_unpaired /
         bad_sparse_depth / sparse_depth_aspect."""
-        if self.anchor.settings.scale_anchor != "sparse_depth" and \
-                not self.anchor.settings.sparse_depth_fill:
+        if not self.anchor.settings.uses_sparse_depth:
             return None, ""
         return paired_sparse_depth(self.sparse, stamp_ns(stamp), image_shape)
 
