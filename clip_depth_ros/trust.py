@@ -66,6 +66,10 @@ class AnchorStatus:
     fallbacks: Counter = field(default_factory=Counter)
     failing_for: int = 0  # consecutive frames whose fit failed
     last_reason: str = ""
+    # sparse_depth_fill: frames left unfilled (no usable sparse_depth), by reason
+    fill_skipped: Counter = field(default_factory=Counter)
+    fill_missing_for: int = 0  # consecutive frames left unfilled
+    fill_reason: str = ""
 
 
 class ScaleAnchor:
@@ -91,7 +95,8 @@ class ScaleAnchor:
                     (old.scale_anchor, old.camera_height_m, old.sparse_fit_shift):
                 self.filter.reset()
                 self._last_shift = 0.0
-                self.status = AnchorStatus(fallbacks=self.status.fallbacks)
+                self.status = AnchorStatus(fallbacks=self.status.fallbacks,
+                                           fill_skipped=self.status.fill_skipped)
             self.filter.time_constant_s = settings.scale_time_constant_s
             self.settings = settings
 
@@ -150,8 +155,15 @@ class ScaleAnchor:
                scale: float) -> FrameOutputs:
         depth = apply_scale(outputs.depth_m, estimate, scale)
         reshaped = bool(estimate.shift)
-        if self.settings.sparse_depth_fill and ctx.sparse_depth_m is not None:
-            depth, reshaped = fill_holes(depth, ctx.sparse_depth_m), True
+        if self.settings.sparse_depth_fill:
+            status = self.status
+            if ctx.sparse_depth_m is not None:
+                depth, reshaped = fill_holes(depth, ctx.sparse_depth_m), True
+                status.fill_missing_for, status.fill_reason = 0, ""
+            else:  # counted here too: with another anchor it is the fill's only trace
+                status.fill_reason = ctx.sparse_problem or "no_sparse_depth"
+                status.fill_skipped[status.fill_reason] += 1
+                status.fill_missing_for += 1
         outputs.depth_m = depth
         if outputs.cloud is not None:
             request = ctx.request
@@ -178,6 +190,7 @@ class ScaleAnchor:
                                   "scale_filter_resets": self.filter.resets,
                                   "scale_outliers_held": self.filter.held_back_total}
         values.update({f"anchor_fallback_{k}": v for k, v in sorted(st.fallbacks.items())})
+        values.update({f"sparse_fill_skipped_{k}": v for k, v in sorted(st.fill_skipped.items())})
         return values
 
 

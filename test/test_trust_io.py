@@ -54,3 +54,28 @@ def test_the_nodes_warning_names_why_the_anchor_keeps_failing():
         text = io.warning("/robot/lidar")
         assert words in text and "/robot/lidar" in text and reason not in text
         assert io.diagnostics()[f"anchor_fallback_{reason}"] == WARN_AFTER_FRAMES
+
+
+@pytest.mark.parametrize("scale_anchor", ["none", "ground_plane"])
+def test_a_fill_without_sparse_depth_is_counted_and_warned(scale_anchor):
+    # sparse_depth_fill with another anchor (or none): a missing sparse_depth is not an anchor
+    # fallback, so only the fill's own counter and warning can say the holes stay unfilled
+    from clip_depth_ros.ros.trust_io import WARN_AFTER_FRAMES, TrustIO
+    rgb, depth, height = _view(1, 1)
+    io = TrustIO(TrustSettings(scale_anchor=scale_anchor, camera_height_m=height,
+                               sparse_depth_fill=True), 0.05)
+    for i in range(WARN_AFTER_FRAMES):
+        assert io.warning("/rgbd/depth") is None
+        out, ctx = _outputs(depth, rgb)
+        io.anchor(out, dataclasses.replace(ctx, sparse_problem="sparse_depth_unpaired"))
+    text = io.warning("/rgbd/depth")
+    assert text.startswith("sparse_depth_fill: 10 frames left unfilled")
+    assert "stamped near the images" in text and "/rgbd/depth" in text
+    values = io.diagnostics()
+    assert values["sparse_fill_skipped_sparse_depth_unpaired"] == WARN_AFTER_FRAMES
+    assert not any(k.startswith("anchor_fallback_sparse") for k in values)
+    # one frame filled: the run of unfilled frames ends, the count stays
+    out, ctx = _outputs(depth, rgb)
+    io.anchor(out, dataclasses.replace(ctx, sparse_depth_m=_sparse(depth, 0.5, 0.0)))
+    assert io.warning("/rgbd/depth") is None
+    assert io.diagnostics()["sparse_fill_skipped_sparse_depth_unpaired"] == WARN_AFTER_FRAMES

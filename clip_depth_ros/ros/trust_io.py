@@ -70,29 +70,18 @@ class TrustIO:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def warning(self, sparse_topic: str) -> Optional[str]:
-        """The warning to log (throttled by the caller) when the anchor keeps failing."""
+        """The warning to log (throttled by the caller) when the anchor keeps failing, or
+        sparse_depth_fill keeps finding nothing to fill from."""
         status = self.anchor.status
-        if status.failing_for < WARN_AFTER_FRAMES:
-            return None
-        why = {"no_floor": "no floor found in the predicted cloud",
-               "floor_hidden": "only surfaces above the floor (a box or table top) fit a "
-                               "plane below the camera",
-               "implausible_scale": "the only plane found would change the scale more than "
-                                    "3x (no floor in view)",
-               "camera_height_unset": "camera_height_m is not set (0)",
-               "too_few_sparse_points": "too few valid sparse_depth points",
-               "no_sparse_depth": f"no sparse_depth received on {sparse_topic}",
-               "no_camera_info": "no camera_info (the floor fit needs intrinsics)",
-               "sparse_depth_unpaired": f"no sparse_depth on {sparse_topic} stamped near the "
-                                        "images (their stamps; sparse_depth_tolerance_s)",
-               "bad_sparse_depth": f"sparse_depth on {sparse_topic} is not 32FC1 (m) or 16UC1 "
-                                   "(mm)",
-               "sparse_depth_aspect": f"sparse_depth on {sparse_topic} does not cover the "
-                                      "image's field of view (another aspect ratio)",
-               }.get(status.last_reason, status.last_reason)
-        return (f"scale anchor {self.anchor.settings.scale_anchor} failing for "
-                f"{status.failing_for} frames ({why}); using the {status.source} scale "
-                f"{status.scale:.3f}")
+        settings = self.anchor.settings
+        if status.failing_for >= WARN_AFTER_FRAMES:
+            return (f"scale anchor {settings.scale_anchor} failing for {status.failing_for} "
+                    f"frames ({_why(status.last_reason, sparse_topic)}); using the "
+                    f"{status.source} scale {status.scale:.3f}")
+        if settings.sparse_depth_fill and status.fill_missing_for >= WARN_AFTER_FRAMES:
+            return (f"sparse_depth_fill: {status.fill_missing_for} frames left unfilled "
+                    f"({_why(status.fill_reason, sparse_topic)})")
+        return None
 
     def diagnostics(self) -> dict[str, Any]:
         """Key/values for /diagnostics: source, scale, support, fallbacks, rejections."""
@@ -103,3 +92,22 @@ class TrustIO:
         values.update({f"sparse_depth_rejected_{k}": v for k, v in sorted(self.rejected.items())})
         values.update({f"points_removed_{k}": v for k, v in sorted(self.points.removed.items())})
         return values
+
+
+def _why(reason: str, sparse_topic: str) -> str:
+    """A fallback reason in words, for the warning."""
+    return {"no_floor": "no floor found in the predicted cloud",
+            "floor_hidden": "only surfaces above the floor (a box or table top) fit a plane "
+                            "below the camera",
+            "implausible_scale": "the only plane found would change the scale more than 3x "
+                                 "(no floor in view)",
+            "camera_height_unset": "camera_height_m is not set (0)",
+            "too_few_sparse_points": "too few valid sparse_depth points",
+            "no_sparse_depth": f"no sparse_depth received on {sparse_topic}",
+            "no_camera_info": "no camera_info (the floor fit needs intrinsics)",
+            "sparse_depth_unpaired": f"no sparse_depth on {sparse_topic} stamped near the "
+                                     "images (their stamps; sparse_depth_tolerance_s)",
+            "bad_sparse_depth": f"sparse_depth on {sparse_topic} is not 32FC1 (m) or 16UC1 (mm)",
+            "sparse_depth_aspect": f"sparse_depth on {sparse_topic} does not cover the image's "
+                                   "field of view (another aspect ratio)",
+            }.get(reason, reason)
