@@ -35,7 +35,13 @@ def ros():
 
 
 def test_params_file_lists_every_parameter_with_its_default():
-    data = yaml.safe_load(PARAMS_FILE.read_text())["/**/clip_depth_node"]["ros__parameters"]
+    from clip_depth_ros.ros.params import params_yaml
+    text = PARAMS_FILE.read_text()
+    # the file is the table's own text (regenerate: python -m clip_depth_ros.ros.params),
+    # so each numeric parameter's comment gives its range
+    assert text == params_yaml()
+    assert "    # Height of the camera's optical centre" in text and "Range: 0 to 10." in text
+    data = yaml.safe_load(text)["/**/clip_depth_node"]["ros__parameters"]
     assert set(data) == {p.name for p in PARAMS}
     for spec in PARAMS:
         assert data[spec.name] == spec.default, spec.name

@@ -31,6 +31,9 @@ class ParamSpec:
         desc = self.description
         if self.choices:
             desc += f" One of: {', '.join(self.choices)}."
+        if self.range is not None and not isinstance(self.default, bool):
+            lo, hi = (int(v) if float(v).is_integer() else v for v in self.range[:2])
+            desc += f" Range: {lo} to {hi}."  # also in the YAML, read by people
         desc += " Changeable at runtime." if self.runtime else " Fixed once configured."
         descriptor = ParameterDescriptor(name=self.name, description=desc)
         if self.range is not None:
