@@ -215,14 +215,15 @@ def _load_sparse(source: Any, topic: Optional[str], tolerance_s: float) -> Camer
 def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb: bool = True,
             stride: int = 1, tolerance_s: float = 0.01, use_latest_camera_info: bool = True,
             progress: bool = True, stop: Callable[[], bool] = lambda: False,
-            trust: Optional[TrustSettings] = None, sparse_topic: Optional[str] = None
-            ) -> BagReport:
+            trust: Optional[TrustSettings] = None, sparse_topic: Optional[str] = None,
+            sparse_tolerance_s: float = 0.05) -> BagReport:
     """Run ``backend`` on every frame of ``job`` and write the new bag (the input records
     copied along when ``job.copy_input``); bad frames are skipped and counted in the report.
     ``stop()`` true ends the conversion early with a finished bag of what was done (nothing
     when no frame was converted yet).  ``trust``: the node's post-model steps (scale anchor
     with its temporal filter on the image stamps, edge filter) with ``sparse_topic`` as the
-    node's sparse_depth input."""
+    node's sparse_depth input, paired within ``sparse_tolerance_s`` (the node's
+    sparse_depth_tolerance_s)."""
     reader_cls, writer_cls, typestore = rosbags_api()
     from rosbags.rosbag2 import StoragePlugin
     from tqdm import tqdm
@@ -230,7 +231,7 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb
     anchor = ScaleAnchor(trust)
     pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))),
                              steps=[anchor, PointTrust(trust)])
-    sparse = _load_sparse(job.source, sparse_topic, tolerance_s) \
+    sparse = _load_sparse(job.source, sparse_topic, sparse_tolerance_s) \
         if sparse_topic and trust.uses_sparse_depth else None
     build = BagMessages(typestore)
     report = BagReport()

@@ -100,6 +100,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sparse_depth input for --scale-anchor sparse_depth or "
                              "--sparse-depth-fill: an Image topic (32FC1 m or 16UC1 mm, NaN/0 = "
                              "none), paired by stamp")
+    parser.add_argument("--sparse-depth-tolerance-s", type=float, default=0.05,
+                        help="pair an image with the sparse_depth message stamped within this "
+                             "many seconds, as the node's sparse_depth_tolerance_s (default: "
+                             "%(default)s)")
     parser.add_argument("--scale-time-constant-s", type=float, default=1.0,
                         help="temporal scale filter over the image stamps, as the node's "
                              "scale_time_constant_s (default: %(default)s; 0 = off)")
@@ -137,6 +141,9 @@ def bag_trust(args: argparse.Namespace) -> Any:
         raise BagError(problem)
     if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:
         raise BagError("--scale-anchor ground_plane needs --camera-height-m")
+    if not 0 <= args.sparse_depth_tolerance_s <= 10:
+        raise BagError("--sparse-depth-tolerance-s must be within [0, 10] s (the node's "
+                       f"range), not {args.sparse_depth_tolerance_s:g}")
     return trust
 
 
@@ -172,7 +179,8 @@ def run(args: argparse.Namespace,
                              stride=args.stride, tolerance_s=args.camera_info_tolerance,
                              use_latest_camera_info=args.use_latest_camera_info,
                              progress=not args.no_progress, stop=stop, trust=trust,
-                             sparse_topic=args.sparse_depth_topic)
+                             sparse_topic=args.sparse_depth_topic,
+                             sparse_tolerance_s=args.sparse_depth_tolerance_s)
     except BagError as exc:
         print(f"clip-depth bag: error: {exc}", file=sys.stderr)
         return 2

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--once` output or a camera_calibration file); fx from P, else K "
                              "(default: the model's canonical camera)")
     from .trust import add_trust_arguments
-    add_trust_arguments(parser, "the metric measurements in --sparse-depth")
+    add_trust_arguments(parser, "the metric measurements in --sparse-depth", points=False)
     parser.add_argument("--sparse-depth", default=None, metavar="FILE",
                         help="sparse metric depth for --scale-anchor sparse_depth or "
                              "--sparse-depth-fill: a 16-bit PNG in millimetres (0 = none) or a "

@@ -238,9 +238,11 @@ def anchored_scale_error(anchored_m: np.ndarray, true_m: np.ndarray) -> float:
     return float(np.median(anchored_m[valid] / true_m[valid])) if valid.any() else math.nan
 
 
-def add_trust_arguments(parser: Any, sparse_help: str, sparse_fill: bool = True) -> None:
+def add_trust_arguments(parser: Any, sparse_help: str, sparse_fill: bool = True,
+                        points: bool = True) -> None:
     """The trust options of the command-line tools, named like the node's parameters
-    (``sparse_fill``: the tool has a sparse-depth source whose pixels it can keep)."""
+    (``sparse_fill``: the tool has a sparse-depth source whose pixels it can keep; ``points``:
+    it writes point clouds, which --min-confidence and --edge-filter act on)."""
     group = parser.add_argument_group("metric scale and confidence (as the node's parameters)")
     group.add_argument("--scale-anchor", choices=ANCHORS, default="none",
                        help="none: the model's scale; ground_plane: the floor and "
@@ -259,10 +261,11 @@ def add_trust_arguments(parser: Any, sparse_help: str, sparse_fill: bool = True)
                            help="keep the measured pixels of the sparse depth as measured and "
                                 "fill the rest from the prediction (RGB-D hole filling; with "
                                 "--scale-anchor none from the model's own metres)")
-    group.add_argument("--min-confidence", type=float, default=0.0,
-                       help="drop points below this confidence (default: 0 = off)")
-    group.add_argument("--edge-filter", action=argparse_bool(), default=True,
-                       help="drop flying pixels from points (default: on)")
+    if points:
+        group.add_argument("--min-confidence", type=float, default=0.0,
+                           help="drop points below this confidence (default: 0 = off)")
+        group.add_argument("--edge-filter", action=argparse_bool(), default=True,
+                           help="drop flying pixels from points (default: on)")
 
 
 def argparse_bool() -> Any:
@@ -278,7 +281,8 @@ def trust_settings_from_args(args: Any) -> TrustSettings:
                          scale_time_constant_s=0.0, sparse_fit_shift=args.sparse_depth_shift,
                          sparse_min_points=args.sparse_depth_min_points,
                          sparse_depth_fill=bool(getattr(args, "sparse_depth_fill", False)),
-                         min_confidence=args.min_confidence, edge_filter=args.edge_filter)
+                         min_confidence=getattr(args, "min_confidence", 0.0),
+                         edge_filter=getattr(args, "edge_filter", True))
 
 
 def sparse_source_problem(settings: TrustSettings, source_given: bool, option: str) -> str:

@@ -9,10 +9,10 @@ from test_bag import H, IMAGE_TOPIC, MODEL_ARGS, TS, W, T, header, read_bag, run
 SPARSE_TOPIC = "/cam/sparse_depth"
 
 
-def _sparse_msg(sec: int, metres: float):
+def _sparse_msg(sec: int, metres: float, nanosec: int = 250_000_000):
     sparse = np.full((H // 2, W // 2), np.nan, np.float32)  # another resolution, same aspect
     sparse[::3, ::3] = metres
-    return T["sensor_msgs/msg/Image"](header=header(sec), height=H // 2, width=W // 2,
+    return T["sensor_msgs/msg/Image"](header=header(sec, nanosec), height=H // 2, width=W // 2,
                                       encoding="32FC1", is_bigendian=0, step=W // 2 * 4,
                                       data=sparse.reshape(-1).view(np.uint8))
 
@@ -34,6 +34,23 @@ def test_sparse_depth_topic_anchors_the_frame_of_its_stamp(tmp_path, capsys):
     assert "scale anchor sparse_depth: last scale" in out and "sparse_depth_unpaired" in out
 
 
+def test_sparse_depth_pairs_within_the_nodes_tolerance_not_the_camera_infos(tmp_path):
+    # a LiDAR stamped 30 ms after the image: the node's sparse_depth_tolerance_s (0.05 s)
+    # pairs it; --sparse-depth-tolerance-s 0.02 does not (the camera_info tolerance, 0.01 s,
+    # has nothing to do with it)
+    src = tmp_path / "in"
+    write_bag(src, frames=1, extra=[(SPARSE_TOPIC, "sensor_msgs/msg/Image",
+                                     _sparse_msg(100, 2.5, 280_000_000))])
+    medians = []
+    for name, extra in (("default", []), ("tight", ["--sparse-depth-tolerance-s", "0.02"])):
+        dst = tmp_path / name
+        assert run_bag(src, dst, "--image-topic", IMAGE_TOPIC, "--scale-anchor", "sparse_depth",
+                       "--sparse-depth-topic", SPARSE_TOPIC, "--no-copy-input", *extra) == 0
+        (_, msg), = read_bag(dst)["/cam/depth"]
+        medians.append(float(np.median(image_to_numpy(msg)[::6, ::6])))
+    assert abs(medians[0] / 2.5 - 1) < 0.1 and abs(medians[1] / 2.5 - 1) > 0.1
+
+
 def test_trust_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
     src = tmp_path / "in"
     write_bag(src, frames=1)
@@ -41,7 +58,8 @@ def test_trust_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
                   ["--camera-height-m", "-2"], ["--sparse-depth-fill"],
                   ["--sparse-depth-topic", SPARSE_TOPIC],
                   ["--sparse-depth-min-points", "1", "--sparse-depth-fill",
-                   "--sparse-depth-topic", SPARSE_TOPIC]):
+                   "--sparse-depth-topic", SPARSE_TOPIC],
+                  ["--sparse-depth-tolerance-s", "-1"]):
         dst = tmp_path / f"out{len(extra)}{extra[-1]}"
         assert run_bag(src, dst, "--image-topic", IMAGE_TOPIC, *extra) == 2
         err = capsys.readouterr().err.strip().splitlines()

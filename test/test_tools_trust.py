@@ -71,7 +71,9 @@ def test_predict_anchor_mistakes_are_one_line(tmp_path):
                   ["--scale-anchor", "sparse_depth", "--sparse-depth", "missing.png"],
                   ["--sparse-depth-fill"], ["--sparse-depth", "frame.png"],
                   ["--scale-anchor", "sparse_depth", "--sparse-depth", "frame.png",
-                   "--sparse-depth-min-points", "0"]):
+                   "--sparse-depth-min-points", "0"],
+                  # predict writes no points: the point filters are not its options
+                  ["--min-confidence", "0.5"], ["--no-edge-filter"]):
         res = _run("-m", "clip_depth_ros.cli", "predict", "frame.png", "--out", "o.png", *extra,
                    cwd=tmp_path)
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr

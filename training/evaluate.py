@@ -253,7 +253,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     # no --sparse-depth-fill: copying measured pixels into the prediction is not the
     # literature's evaluation of a depth model
     add_trust_arguments(ap, "--sparse-share of the ground truth's pixels with 1%% noise "
-                        "(a simulated LiDAR)", sparse_fill=False)
+                        "(a simulated LiDAR)", sparse_fill=False, points=False)
     ap.add_argument("--sparse-share", type=float, default=0.01,
                     help="share of valid pixels measured for sparse_depth (default: %(default)s)")
     return ap.parse_args(argv)
