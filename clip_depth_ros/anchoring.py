@@ -3,7 +3,7 @@ metric measurements (projected LiDAR, RGB-D depth with holes).  Pure numpy, no R
 
 Each fit returns a :class:`ScaleEstimate`: the factor that turns the model's depth into metres
 (anchored = scale * model depth), the number of points that support it, and why it failed
-when it did.  :mod:`.temporal` filters the factor over time; :class:`.anchor_step.ScaleAnchor`
+when it did.  :mod:`.temporal` filters the factor over time; :class:`.trust.ScaleAnchor`
 puts both between the model and the point cloud.
 """
 from __future__ import annotations

@@ -18,6 +18,10 @@ import clip_depth_ros.colorize
 import clip_depth_ros.backends
 import clip_depth_ros.pipeline
 import clip_depth_ros.weights
+import clip_depth_ros.trust
+import clip_depth_ros.anchoring
+import clip_depth_ros.temporal
+import clip_depth_ros.confidence
 from clip_depth_ros.backends import create_backend
 
 backend = create_backend("torch", model="tiny-depthclip")
