@@ -6,7 +6,7 @@ post-model steps (``trust.ScaleAnchor``, single frames, no temporal filter) anch
 
   none          the model's own scale
   ground_plane  the true camera height (the renderer's pose)
-  sparse 0.1% / sparse 1%   that share of pixels measured, 1% multiplicative noise
+  sparse 0.1% / 0.5% / 1%   that share of pixels measured, 1% multiplicative noise
   oracle        median scaling to the truth (the ceiling no anchor can beat)
 
 Printed per split and lens: metric d1 and AbsRel (mean over views), the median
@@ -37,7 +37,7 @@ from clip_depth_ros.geometry import Intrinsics  # noqa: E402
 from clip_depth_ros.synthetic import random_pose, random_scene, render  # noqa: E402
 from clip_depth_ros.trust import ScaleAnchor, TrustSettings  # noqa: E402
 
-METHODS = ("none", "ground_plane", "sparse 0.1%", "sparse 1%", "oracle")
+METHODS = ("none", "ground_plane", "sparse 0.1%", "sparse 0.5%", "sparse 1%", "oracle")
 CAP_M = {"indoor": 10.0, "street": 80.0}
 FRACTIONS = np.linspace(0.0, 0.9, 10)
 
@@ -83,7 +83,7 @@ def anchored(method: str, pred: np.ndarray, view: tuple, seed: int) -> tuple[np.
                              else "sparse_depth", camera_height_m=height,
                              scale_time_constant_s=0.0)
     sparse = None if method == "ground_plane" else sparse_measurements(
-        true, 0.001 if "0.1" in method else 0.01, seed)
+        true, float(method.split()[1].rstrip("%")) / 100, seed)  # "sparse 0.5%": 0.005
     step = ScaleAnchor(settings)
     from clip_depth_ros.frame import FrameOutputs
     out = step(FrameOutputs(depth_m=pred.copy(), intrinsics=camera),

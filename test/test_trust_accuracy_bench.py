@@ -35,6 +35,9 @@ def test_one_view_reports_metric_and_median_scaled_confidence(tmp_path, capsys):
     for key in ("confident_half_better", "shape_confident_half_better"):
         assert result[key] in (0.0, 1.0)
     assert abs(result["methods"]["oracle"]["median_scale"] - 1.0) < 0.01
+    # issue 12's sparse target is at 0.5% of pixels: each share is its own row
+    shares = [m for m in result["methods"] if m.startswith("sparse")]
+    assert shares == ["sparse 0.1%", "sparse 0.5%", "sparse 1%"]
     assert "median-scaled: AUSE" in capsys.readouterr().out
 
 
