@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.trust_accuracy import main, oracle_scale, sparsification
 
@@ -64,3 +65,37 @@ def test_floor_consistency_on_the_truth_is_exact_and_sees_a_warped_floor():
         columns = np.linspace(0.7, 1.0, true.shape[1], dtype=np.float32)[None, :]
         assert view_measures(true * columns, true, camera, height)["normal_deg"] > 2.0
     assert measured >= 3
+
+
+class _ReplayBackend:
+    """Hands back given depth images in order (the temporal benchmark's measures alone)."""
+
+    def __init__(self, depths):
+        from clip_depth_ros.config import get_model_config
+        self.config = get_model_config("demo-mirror")
+        self._depths = iter(depths)
+
+    def infer_frame(self, image_rgb, intrinsics=None, request=None):
+        from clip_depth_ros.frame import FrameOutputs
+        return FrameOutputs(depth_m=next(self._depths), intrinsics=intrinsics)
+
+
+def test_temporal_measures_see_a_breathing_scale_and_a_steady_one():
+    # exact depth along a walk: TAE near 0 (pixel rounding and disocclusions only), no
+    # jitter; the same depth scaled by 1.1 / 0.9 on alternate frames: TAE about 20
+    # (x100), jitter log(1.1 / 0.9) per frame, median scale near 1
+    from benchmarks.temporal import reprojection_absrel, run_walk, walk
+    frames, camera = walk("indoor", 5100, 4, 525.0)
+    truths = [np.nan_to_num(true, nan=0.0).astype(np.float32) for _, true, _ in frames]
+    exact = run_walk(_ReplayBackend(truths), frames, camera, "none", 0.0, 10.0)
+    assert exact["tae"] < 1.5 and exact["jitter"] < 1e-6
+    assert abs(exact["scale"] - 1) < 1e-6
+    factors = [1.1, 0.9, 1.1, 0.9]
+    breathing = run_walk(_ReplayBackend([t * f for t, f in zip(truths, factors)]), frames,
+                         camera, "none", 0.0, 10.0)
+    assert abs(breathing["jitter"] - np.log(1.1 / 0.9)) < 1e-3
+    assert 15 < breathing["tae"] < 25
+    (_, ta, pa), (_, tb, pb) = frames[0], frames[1]
+    valid = np.isfinite(tb) & (tb > 0)
+    assert reprojection_absrel(truths[0] * 1.2, pa, truths[1], pb, camera, valid) == \
+        pytest.approx(0.2, abs=0.02)
