@@ -89,3 +89,37 @@ def test_clip_depth_demo_is_the_demo_from_an_installed_wheel(tmp_path, capsys, m
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("clip-depth demo: error: ") and word in err[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["note.txt"]  # no demo_output
+
+
+def test_demo_summary_reports_the_anchored_and_the_models_own_metres(tmp_path, capsys,
+                                                                      monkeypatch):
+    # what the node published (anchored, exact here) against the model's own metres (half
+    # the truth): d1 with and without the anchor, and the factor the anchor applied
+    import argparse
+
+    from clip_depth_ros.ros import demo
+    h, w = 48, 64
+    truth = np.linspace(1.0, 4.0, h * w, dtype=np.float32).reshape(h, w)
+    rgb = np.zeros((h, w, 3), np.uint8)
+    pairs = [(rgb, truth.copy(), truth, 20.0 + i, None) for i in range(4)]
+    record = {"pairs": pairs, "max_depth": 10.0, "cloud": None, "weights": "demo-mirror",
+              "model": "demo-mirror", "first_output_t": 0.0, "last_output_t": 0.3,
+              "n_points_msgs": 4, "intrinsics": None}
+    monkeypatch.setattr(demo, "model_scale_depth", lambda rec, rgbs: [truth * 0.5 for _ in rgbs])
+    args = argparse.Namespace(scale_anchor="ground_plane", camera_height=1.4, frames=5,
+                              rate=10.0, width=w, height=h)
+    assert demo.write_outputs(args, tmp_path, record) == 0
+    import json
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["d1"] == 1.0 and summary["model_scale_d1"] == 0.0
+    assert summary["anchor_scale_median"] == 2.0 and summary["frames_dropped"] == 1
+    assert summary["median_scaled_d1"] == 1.0 and abs(summary["output_fps"] - 10.0) < 1e-9
+    out = capsys.readouterr().out
+    assert "without anchor  d1 0.000" in out and "scaled it by 2.000" in out
+    assert "scale_anchor ground_plane at 1.4 m" in out
+    # with scale_anchor none there is nothing to compare: no second line, no model rerun
+    args.scale_anchor = "none"
+    monkeypatch.setattr(demo, "model_scale_depth", None)
+    assert demo.write_outputs(args, tmp_path, record) == 0
+    assert "model_scale_d1" not in json.loads((tmp_path / "summary.json").read_text())
+    assert "without anchor" not in capsys.readouterr().out
