@@ -237,3 +237,21 @@ def test_torch_compile_option_matches_eager(room):
     assert compiled.describe()["mode"].endswith("torch.compile")
     np.testing.assert_allclose(compiled.infer(room, K), eager.infer(room, K), rtol=1e-3,
                                atol=1e-3)
+
+
+def test_edge_filter_drops_the_same_flying_points_on_the_fast_path(backends, room):
+    # the device path (the default on a GPU) hands its cloud to the same post-model steps:
+    # the edge filter removes points on discontinuities there too, never depth
+    from clip_depth_ros.confidence import flying_pixels
+    from clip_depth_ros.pipeline import DepthPipeline
+    from clip_depth_ros.trust import PointTrust, TrustSettings
+    for backend in backends:
+        on = DepthPipeline(backend, steps=[PointTrust(TrustSettings(edge_filter=True))])
+        off = DepthPipeline(backend, steps=[PointTrust(TrustSettings(edge_filter=False))])
+        kept = on.process(room, K, want_points=True, want_rgb=True)
+        full = off.process(room, K, want_points=True, want_rgb=True)
+        np.testing.assert_array_equal(kept.depth_m, full.depth_m)
+        flying = flying_pixels(kept.depth_m)
+        assert 0 < flying.mean() < 0.2
+        gone = ~np.isfinite(kept.points_xyz).all(axis=-1)
+        np.testing.assert_array_equal(gone, flying | ~np.isfinite(full.points_xyz).all(axis=-1))
