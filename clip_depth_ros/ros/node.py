@@ -362,9 +362,10 @@ class DepthNode(LifecycleNode):
         sparse, problem = self._trust.sparse_for(msg.header.stamp, rgb.shape[:2])
         if problem in ("bad_sparse_depth", "sparse_depth_aspect"):
             self._trust.count_rejection(problem)
-            self.get_logger().warning(f"sparse_depth not used ({problem}): it must be 32FC1 m "
-                                      "or 16UC1 mm with the image's aspect ratio",
-                                      throttle_duration_sec=THROTTLE_S)
+            self.get_logger().warning(
+                f"sparse_depth on {self.resolve_topic_name('sparse_depth')} not used "
+                f"({problem}): it must be 32FC1 m or 16UC1 mm with the image's aspect ratio",
+                throttle_duration_sec=THROTTLE_S)
         self._trust.points.want_confidence = pubs["confidence"].get_subscription_count() > 0
         result = self._pipeline.process(
             rgb, intrinsics, want_points=want_points, want_rgb=self.p("points_rgb"),
