@@ -229,3 +229,25 @@ def test_sparse_depth_fill_at_runtime_even_without_an_anchor(graph, room):
     finally:
         _set(graph, "sparse_depth_fill", ParameterValue(type=ParameterType.PARAMETER_BOOL,
                                                         bool_value=False))
+
+
+def test_an_anchor_flipping_between_two_scales_is_held_and_counted(graph, room):
+    # what a floor fit flipping between two planes does to the filter, made exact with
+    # sparse_depth: measurements alternate between the truth and twice it; the filter holds
+    # the odd ones back (scale_outliers_held), so depth does not breathe 2x frame to frame
+    true = room[1]
+    string = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="sparse_depth")
+    assert _set(graph, "scale_anchor", string).successful
+    assert _set(graph, "scale_time_constant_s", _double(1.0)).successful
+    try:
+        held_before = int(float(_diagnostics(graph).get("scale_outliers_held", "0")))
+        scales = []
+        for k in range(6):
+            sparse = _sparse_image(true * (2.0 if k % 2 else 1.0), 0.01)
+            scales.append(_scale(_depth_for(graph, _send(graph, room, 50 + k, sparse)), true))
+        assert max(abs(s - 1.0) for s in scales) < 0.05, scales
+        values = _diagnostics(graph)
+        assert int(float(values["scale_outliers_held"])) - held_before == 3
+        assert values["scale_source"] == "sparse_depth"
+    finally:
+        _set(graph, "scale_time_constant_s", _double(0.0))
