@@ -44,17 +44,19 @@ __all__ = ["BagJob", "BagReport", "convert", "image_namespace", "output_topics",
 
 FORMATS = ("sqlite3", "mcap")
 TOPIC_OPTIONS = {"depth": "--depth-topic", "info": "--depth-info-topic",
-                 "points": "--points-topic"}
+                 "points": "--points-topic", "confidence": "--confidence-topic"}
 _TOPIC_NAME = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")
-_REPORTED = {"depth": "depth", "info": "camera_info", "points": "points"}
+_REPORTED = {"depth": "depth", "info": "camera_info", "points": "points",
+             "confidence": "confidence"}
 
 
 def output_topics(image_topic: str, chosen: Optional[dict[str, Optional[str]]] = None
                   ) -> dict[str, str]:
-    """Output topic names for an image topic (depth, info, points): under the image's
-    namespace, or the names ``chosen`` gives."""
+    """Output topic names for an image topic (depth, info, points, confidence): under the
+    image's namespace, as the node names them, or the names ``chosen`` gives."""
     ns = image_namespace(image_topic)
-    topics = {"depth": f"{ns}/depth", "info": f"{ns}/depth/camera_info", "points": f"{ns}/points"}
+    topics = {"depth": f"{ns}/depth", "info": f"{ns}/depth/camera_info", "points": f"{ns}/points",
+              "confidence": f"{ns}/depth/confidence"}
     topics.update({key: name for key, name in (chosen or {}).items() if name})
     return topics
 
@@ -82,6 +84,7 @@ class BagReport:
     depth: int = 0
     camera_info: int = 0
     points: int = 0
+    confidence: int = 0
     copied: int = 0  # input records copied as they were
     skipped: Counter = field(default_factory=Counter)
     first_problem: str = ""
@@ -128,7 +131,8 @@ def _check_copyable(src: Path, connections: list, typestore: Any) -> None:
 def prepare(source: str, output: str, image_topic: str = "/camera/image_raw",
             camera_info_topic: str = "auto", storage: Optional[str] = None,
             copy_input: bool = True, points: bool = False,
-            topics: Optional[dict[str, Optional[str]]] = None) -> BagJob:
+            topics: Optional[dict[str, Optional[str]]] = None,
+            confidence: bool = False) -> BagJob:
     """Check the input and output before any model is loaded; BagError says what is wrong."""
     reader_cls, _, typestore = rosbags_api()
     src, dst = Path(source), Path(output)
@@ -160,8 +164,9 @@ def prepare(source: str, output: str, image_topic: str = "/camera/image_raw",
     else:
         info_topic = camera_info_topic
         check_topic(src, input_topics, info_topic, (CAMERA_INFO,), noun="camera_info")
+    wanted = {"points": points, "confidence": confidence}
     written = {key: name for key, name in output_topics(image_topic, topics).items()
-               if key != "points" or points}
+               if wanted.get(key, True)}
     _check_outputs(written, input_topics, copy_input)
     if copy_input:
         _check_copyable(src, connections, typestore)
@@ -230,7 +235,7 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb
     trust = trust or TrustSettings()
     anchor = ScaleAnchor(trust)
     pipeline = DepthPipeline(backend, PipelineSettings(point_stride=max(1, int(stride))),
-                             steps=[anchor, PointTrust(trust)])
+                             steps=[anchor, PointTrust(trust, "confidence" in job.topics)])
     sparse = _load_sparse(job.source, sparse_topic, sparse_tolerance_s) \
         if sparse_topic and trust.uses_sparse_depth else None
     build = BagMessages(typestore)

@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     outputs = parser.add_argument_group("outputs")
     for key, what in (("depth", "depth images"), ("info", "depth camera_info"),
-                      ("points", "point clouds")):
+                      ("points", "point clouds"), ("confidence", "confidence images")):
         default = output_topics("/<ns>/image")[key].replace("/<ns>", "<image ns>")
         outputs.add_argument(TOPIC_OPTIONS[key], default=None, metavar="TOPIC",
                              help=f"topic of the {what} (default: {default})")
@@ -73,6 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "rebuilds them at playback), and a full-resolution xyzrgb cloud "
                               "is 16 bytes a pixel, 4x the depth image (a 640x480 frame: "
                               "4.9 MB); with --points, --stride 4 makes them 16x smaller")
+    outputs.add_argument("--confidence", action="store_true",
+                         help="also write the node's depth/confidence: 32FC1 in [0, 1] (1 = "
+                              "most trusted, NaN where depth is invalid), ranking pixels by "
+                              "expected error")
     outputs.add_argument("--points-rgb", action=argparse.BooleanOptionalAction, default=True,
                          help="xyzrgb points (else xyz) (default: on)")
     outputs.add_argument("--stride", type=int, default=1,
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace,
     try:
         job = prepare(args.input, args.output, args.image_topic, args.camera_info_topic,
                       args.format, copy_input=args.copy_input, points=args.points,
-                      topics=chosen)
+                      topics=chosen, confidence=args.confidence)
         if backend_factory is None:
             from .backends import create_backend
             backend_factory = create_backend
@@ -201,6 +205,7 @@ def run(args: argparse.Namespace,
     skipped = sum(report.skipped.values())
     print(f"{report.frames} frames from {job.image_topic} -> {job.output} ({job.storage}): "
           f"{report.depth} depth, {report.camera_info} camera_info, {report.points} points"
+          + (f", {report.confidence} confidence" if "confidence" in job.topics else "")
           + (f", {report.copied} input records copied" if job.copy_input else "")
           + (f"; skipped {skipped} ({report.first_problem})" if skipped else ""))
     anchor = report.anchor

@@ -14,7 +14,8 @@ from .image_codec import POINTFIELD_FLOAT32, camera_info_fields, cloud_layout, e
 
 DEPTH_IMAGE, POINTS = IMAGE, "sensor_msgs/msg/PointCloud2"
 # output key (frame.OUTPUT_TOPICS) -> message type written by the bag command
-OUTPUT_TYPES = {"depth": DEPTH_IMAGE, "info": CAMERA_INFO, "points": POINTS}
+OUTPUT_TYPES = {"depth": DEPTH_IMAGE, "info": CAMERA_INFO, "points": POINTS,
+                "confidence": DEPTH_IMAGE}
 
 
 class BagMessages:

@@ -270,7 +270,7 @@ def test_one_reader_for_folders_and_storage_files(tmp_path):
 def test_output_topics_follow_the_image_namespace():
     assert output_topics("/camera/image_raw") == {
         "depth": "/camera/depth", "info": "/camera/depth/camera_info",
-        "points": "/camera/points"}
+        "points": "/camera/points", "confidence": "/camera/depth/confidence"}
     assert image_namespace("/front/cam/image_raw/compressed") == "/front/cam"
     assert output_topics("/image")["depth"] == "/depth"
 

@@ -80,3 +80,29 @@ def test_sparse_depth_fill_keeps_the_measured_pixels_of_the_paired_frame(tmp_pat
     measured[::6, ::6] = measured[1::6, ::6] = measured[::6, 1::6] = measured[1::6, 1::6] = True
     assert (filled[measured] == 2.5).all() and not (plain == 2.5).any()
     assert np.isfinite(filled).all() and (filled[~measured] != 2.5).all()
+
+
+def test_confidence_is_written_as_the_node_publishes_it(tmp_path, capsys):
+    # --confidence: <image ns>/depth/confidence beside depth, same header and size, 32FC1 in
+    # [0, 1] with NaN exactly where depth is invalid (the node's depth/confidence contract)
+    src, dst = tmp_path / "in", tmp_path / "out"
+    write_bag(src, frames=2)
+    assert run_bag(src, dst, "--image-topic", IMAGE_TOPIC, "--confidence",
+                   "--no-copy-input") == 0
+    bag = read_bag(dst)
+    depths, confs = bag["/cam/depth"], bag["/cam/depth/confidence"]
+    assert len(confs) == len(depths) == 2
+    for (_, depth_msg), (_, conf_msg) in zip(depths, confs):
+        assert conf_msg.header.stamp == depth_msg.header.stamp
+        assert conf_msg.header.frame_id == depth_msg.header.frame_id
+        assert conf_msg.encoding == "32FC1"
+        depth, conf = image_to_numpy(depth_msg), image_to_numpy(conf_msg)
+        assert conf.shape == depth.shape
+        valid = np.isfinite(depth) & (depth > 0)
+        assert np.array_equal(np.isnan(conf), ~valid)
+        assert (conf[valid] >= 0).all() and (conf[valid] <= 1).all() and conf[valid].std() > 0
+    assert ", 2 confidence" in capsys.readouterr().out
+    # without --confidence nothing is written there
+    plain = tmp_path / "plain"
+    assert run_bag(src, plain, "--image-topic", IMAGE_TOPIC, "--no-copy-input") == 0
+    assert "/cam/depth/confidence" not in read_bag(plain)
