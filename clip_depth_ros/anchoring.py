@@ -18,7 +18,7 @@ import numpy as np
 from .geometry import Intrinsics, ray_grid
 
 ANCHORS = ("none", "ground_plane", "sparse_depth")
-MAX_TILT_DEG = 30.0  # pitch / roll of the camera against the floor the fit accepts
+MAX_TILT_DEG = 30.0  # pitch and roll (each) of the camera against the floor the fit accepts
 MAX_CAMERA_HEIGHT_M = 10.0
 # a floor fit implying the model's metres are off by more than this factor is not the floor
 # (a tilted plane through far furniture when no floor is in view): the fit is refused
@@ -61,6 +61,19 @@ def floor_samples(depth_m: np.ndarray, intrinsics: Intrinsics, max_points: int =
     return points[valid], valid.reshape(z.shape)
 
 
+def floor_like(normals: np.ndarray) -> np.ndarray:
+    """Which unit normals (K, 3; optical frame, up = -y) a floor can have under a camera with
+    pitch and roll each within :data:`MAX_TILT_DEG`.  A camera pitched by p, then rolled about
+    its optical axis by r, sees the floor's normal as (cos p sin r, -cos p cos r, -sin p): the
+    pitch is asin |n_z| and the roll atan2(|n_x|, -n_y), exactly.  (A single limit on the
+    normal's angle to the up axis would refuse a 28-degree roll on a camera pitched 10 degrees
+    down, whose normal is 30 degrees off.)"""
+    limit = math.radians(MAX_TILT_DEG)
+    up = -normals[:, 1]
+    return (up > 0) & (np.abs(normals[:, 2]) <= math.sin(limit)) & \
+        (np.abs(normals[:, 0]) <= math.tan(limit) * up)
+
+
 def planes_through(points: np.ndarray, trios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals (K, 3), oriented up (-y: optical y points down), and offsets (K,) of the
     planes n.p + d = 0 through each trio of points; degenerate trios get a zero normal."""
@@ -77,8 +90,9 @@ def fit_ground_plane(depth_m: np.ndarray, intrinsics: Intrinsics, camera_height_
                      min_fraction: float = 0.08, seed: int = 0) -> ScaleEstimate:
     """scale = camera_height_m / the predicted floor's distance from the camera.
 
-    RANSAC over points of the lower image half: a plane counts only with its upward normal
-    within :data:`MAX_TILT_DEG` of the camera's up axis and the camera above it; residuals
+    RANSAC over points of the lower image half: a plane counts only with the camera above it
+    and its upward normal that of a floor seen with pitch and roll each within
+    :data:`MAX_TILT_DEG` (:func:`floor_like`); residuals
     are relative to the plane's distance, so the fit does not depend on the (wrong) scale.  All
     candidates are scored in one matrix product; the winner is refined by least squares.  A
     plane with many points clearly below it is a surface above the floor (refit below it:
@@ -122,7 +136,7 @@ def _fit_floor(points: np.ndarray, grid: np.ndarray, camera_height_m: float, ite
     rng = np.random.default_rng(seed)
     normals, offsets = planes_through(points, rng.integers(0, len(points),
                                                               size=(iterations, 3)))
-    plausible = (-normals[:, 1] >= math.cos(math.radians(MAX_TILT_DEG))) & (offsets > 0)
+    plausible = floor_like(normals) & (offsets > 0)
     if not plausible.any():
         return fail("no_floor")
     normals, offsets = normals[plausible], offsets[plausible]
@@ -144,7 +158,7 @@ def _fit_floor(points: np.ndarray, grid: np.ndarray, camera_height_m: float, ite
         normal, offset = fit_plane(points, weights)
         if offset <= 0:
             break
-    if -normal[1] < math.cos(math.radians(MAX_TILT_DEG)) or offset <= 0:
+    if not floor_like(normal[None])[0] or offset <= 0:
         return fail("no_floor", best_count)  # refined into a wall or a slope: no floor
     # a thin band for the area test: a vertical surface crosses a horizontal plane in a strip
     # as tall as the band, which at 3% spans neighbouring grid rows; the floor fills any band

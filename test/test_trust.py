@@ -33,9 +33,14 @@ def _view(seed: int, index: int = 0, **pose_changes) -> tuple[np.ndarray, np.nda
     return rgb, depth, float(pose.position[2])
 
 
-@pytest.mark.parametrize("seed,roll", [(0, 0.0), (4, 0.0), (7, 0.35), (12, -0.3)])
-def test_ground_plane_recovers_the_scale_of_a_scaled_true_depth(seed, roll):
-    _, depth, height = _view(seed, seed % 8, roll=roll)
+@pytest.mark.parametrize("seed,tilt", [
+    (0, {}), (4, {}), (7, {"roll": 0.35}), (12, {"roll": -0.3}),
+    # issue 12: pitch and roll each up to 30 degrees (28.6 here, on the walk's own pitch; the
+    # normal is over 30 degrees off the camera's up axis, which a single limit refused)
+    (0, {"roll": 0.5}), (12, {"roll": -0.5}), (4, {"pitch": -0.5}),
+    (7, {"pitch": -0.45, "roll": 0.3})])
+def test_ground_plane_recovers_the_scale_of_a_scaled_true_depth(seed, tilt):
+    _, depth, height = _view(seed, seed % 8, **tilt)
     for wrong in (0.5, 1.7):
         est = fit_ground_plane(depth * wrong, K, height)
         assert est.ok and est.support > 100
@@ -374,3 +379,16 @@ def test_sparse_depth_fill_keeps_measured_pixels_and_fills_the_rest(scale_anchor
         np.testing.assert_array_equal(out.depth_m, depth * 0.5)
         np.testing.assert_array_equal(out.cloud, kept)
     assert not ScaleAnchor(TrustSettings(scale_anchor="none")).active  # off: no step at all
+
+
+def test_floor_like_normals_are_limited_per_axis_not_by_their_total_tilt():
+    from clip_depth_ros.anchoring import floor_like
+
+    def normal(pitch_deg, roll_deg):  # the floor's normal under a pitched, then rolled camera
+        p, r = np.radians(pitch_deg), np.radians(roll_deg)
+        return [np.cos(p) * np.sin(r), -np.cos(p) * np.cos(r), -np.sin(p)]
+    ok = np.array([normal(29, 29), normal(-29, -29), normal(0, 0), normal(29, 0)])
+    assert floor_like(ok).all()  # 29 + 29 degrees: 41 off the up axis, still a floor
+    bad = np.array([normal(31, 0), normal(0, 31), normal(-10, -31), [1.0, 0, 0], [0, 1.0, 0],
+                    [0, 0, -1.0]])  # too tilted, a wall, the ceiling, a wall ahead
+    assert not floor_like(bad).any()
