@@ -38,7 +38,8 @@ from .frame import frame_messages
 from .image_codec import ConversionError, camera_info_to_intrinsics
 from .pipeline import DepthPipeline, PipelineSettings
 from .stamps import stamp_ns
-from .trust import PointTrust, ScaleAnchor, TrustSettings, paired_sparse_depth
+from .trust import (SPARSE_TOLERANCE_S, PointTrust, ScaleAnchor, TrustSettings,
+                    paired_sparse_depth)
 
 __all__ = ["BagJob", "BagReport", "convert", "image_namespace", "output_topics", "prepare"]
 
@@ -221,7 +222,7 @@ def convert(job: BagJob, backend: DepthBackend, points: bool = False, points_rgb
             stride: int = 1, tolerance_s: float = 0.01, use_latest_camera_info: bool = True,
             progress: bool = True, stop: Callable[[], bool] = lambda: False,
             trust: Optional[TrustSettings] = None, sparse_topic: Optional[str] = None,
-            sparse_tolerance_s: float = 0.05) -> BagReport:
+            sparse_tolerance_s: float = SPARSE_TOLERANCE_S) -> BagReport:
     """Run ``backend`` on every frame of ``job`` and write the new bag (the input records
     copied along when ``job.copy_input``); bad frames are skipped and counted in the report.
     ``stop()`` true ends the conversion early with a finished bag of what was done (nothing

@@ -19,6 +19,7 @@ from .backends.base import DepthBackend
 from .bag import FORMATS, TOPIC_OPTIONS, BagJob, convert, output_topics, prepare
 from .bag_reader import BagError
 from .config import add_model_arguments, model_or_default
+from .trust import MAX_SPARSE_TOLERANCE_S, SPARSE_TOLERANCE_S
 
 
 @contextmanager
@@ -104,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sparse_depth input for --scale-anchor sparse_depth or "
                              "--sparse-depth-fill: an Image topic (32FC1 m or 16UC1 mm, NaN/0 = "
                              "none), paired by stamp")
-    parser.add_argument("--sparse-depth-tolerance-s", type=float, default=0.05,
+    parser.add_argument("--sparse-depth-tolerance-s", type=float, default=SPARSE_TOLERANCE_S,
                         help="pair an image with the sparse_depth message stamped within this "
                              "many seconds, as the node's sparse_depth_tolerance_s (default: "
                              "%(default)s)")
@@ -145,9 +146,10 @@ def bag_trust(args: argparse.Namespace) -> Any:
         raise BagError(problem)
     if trust.scale_anchor == "ground_plane" and not trust.camera_height_m > 0:
         raise BagError("--scale-anchor ground_plane needs --camera-height-m")
-    if not 0 <= args.sparse_depth_tolerance_s <= 10:
-        raise BagError("--sparse-depth-tolerance-s must be within [0, 10] s (the node's "
-                       f"range), not {args.sparse_depth_tolerance_s:g}")
+    if not 0 <= args.sparse_depth_tolerance_s <= MAX_SPARSE_TOLERANCE_S:
+        raise BagError(f"--sparse-depth-tolerance-s must be within [0, "
+                       f"{MAX_SPARSE_TOLERANCE_S:g}] s (the node's range), not "
+                       f"{args.sparse_depth_tolerance_s:g}")
     return trust
 
 

@@ -301,6 +301,10 @@ def sparse_source_problem(settings: TrustSettings, source_given: bool, option: s
     return ""
 
 
+# sparse_depth is paired with an image stamped within this (the node's
+# sparse_depth_tolerance_s and `clip-depth bag --sparse-depth-tolerance-s`), up to the maximum
+SPARSE_TOLERANCE_S = 0.05
+MAX_SPARSE_TOLERANCE_S = 10.0
 SPARSE_ASPECT_TOLERANCE = 0.02  # relative: a sparse image must cover the image's field
 
 

@@ -13,6 +13,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from ..anchoring import ANCHORS, MAX_CAMERA_HEIGHT_M, MIN_SPARSE_POINTS
 from ..backends import all_precisions, available_backends
 from ..config import DEFAULT_WEIGHTS
+from ..trust import MAX_SPARSE_TOLERANCE_S, SPARSE_TOLERANCE_S
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "fit needs.", runtime=True, range=(MIN_SPARSE_POINTS, 1_000_000, 1)),
     ParamSpec("sparse_depth_shift", False, "sparse_depth anchor: also fit a shift in inverse "
               "depth (for affine-invariant models).", runtime=True),
-    ParamSpec("sparse_depth_tolerance_s", 0.05, "Pair an image with the sparse_depth message "
-              "whose stamp is within this many seconds (never an older one beyond it).",
-              runtime=True, range=(0.0, 10.0, 0.0)),
+    ParamSpec("sparse_depth_tolerance_s", SPARSE_TOLERANCE_S, "Pair an image with the "
+              "sparse_depth message whose stamp is within this many seconds (never an older "
+              "one beyond it).", runtime=True, range=(0.0, MAX_SPARSE_TOLERANCE_S, 0.0)),
     ParamSpec("min_confidence", 0.0, "Points whose confidence is below this are dropped from "
               "`points` (never from `depth`); 0 = off.", runtime=True, range=(0.0, 1.0, 0.0)),
     ParamSpec("edge_filter", True, "Remove flying pixels (points on depth discontinuities) "
