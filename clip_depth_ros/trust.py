@@ -97,6 +97,8 @@ class ScaleAnchor:
                 self._last_shift = 0.0
                 self.status = AnchorStatus(fallbacks=self.status.fallbacks,
                                            fill_skipped=self.status.fill_skipped)
+            if settings.sparse_depth_fill != old.sparse_depth_fill:
+                self.status.fill_missing_for = 0  # a run of unfilled frames starts anew
             self.filter.time_constant_s = settings.scale_time_constant_s
             self.settings = settings
 

@@ -79,3 +79,14 @@ def test_a_fill_without_sparse_depth_is_counted_and_warned(scale_anchor):
     io.anchor(out, dataclasses.replace(ctx, sparse_depth_m=_sparse(depth, 0.5, 0.0)))
     assert io.warning("/rgbd/depth") is None
     assert io.diagnostics()["sparse_fill_skipped_sparse_depth_unpaired"] == WARN_AFTER_FRAMES
+    # switched off and on again (a runtime change): the run of unfilled frames starts anew
+    for i in range(WARN_AFTER_FRAMES - 1):
+        out, ctx = _outputs(depth, rgb)
+        io.anchor(out, ctx)
+    fill_off = TrustSettings(scale_anchor=scale_anchor, camera_height_m=height)
+    io.update(fill_off, 0.05)
+    io.update(TrustSettings(scale_anchor=scale_anchor, camera_height_m=height,
+                            sparse_depth_fill=True), 0.05)
+    out, ctx = _outputs(depth, rgb)
+    io.anchor(out, ctx)
+    assert io.warning("/rgbd/depth") is None and io.anchor.status.fill_missing_for == 1
