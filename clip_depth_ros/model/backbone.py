@@ -14,6 +14,42 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class TokenSelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (same weights, same state dict) whose unmasked self-attention at
+    inference on a CPU is computed directly: the in-projection, the scores as one matmul in
+    the model's precision, the softmax in float32, the weighted sum, the out-projection.
+    For a ViT's few hundred tokens torch's fused CPU attention (flash) costs more than the
+    arithmetic: the demo model's 193 tokens, 3 heads, bf16: 0.51 -> 0.29 ms a block on 2
+    cores, the same error against float32 (BENCHMARKS.md).  Everything else (masks, autograd,
+    a GPU, ONNX tracing, torch.compile) goes to nn.MultiheadAttention unchanged."""
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask=None, need_weights: bool = True, attn_mask=None,
+                average_attn_weights: bool = True, is_causal: bool = False):
+        if (query is key and key is value and key_padding_mask is None and attn_mask is None
+                and not need_weights and not is_causal and self.batch_first
+                and self._qkv_same_embed_dim and self.in_proj_bias is not None
+                and self.bias_k is None and not self.add_zero_attn and query.dim() == 3
+                and query.device.type == "cpu"
+                and query.dtype in (torch.float32, torch.bfloat16)
+                and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling()):
+            return self._self_attention(query), None
+        return super().forward(query, key, value, key_padding_mask=key_padding_mask,
+                               need_weights=need_weights, attn_mask=attn_mask,
+                               average_attn_weights=average_attn_weights, is_causal=is_causal)
+
+    def _self_attention(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, width = x.shape
+        heads = self.num_heads
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.view(batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+        scores = torch.matmul(q, k.transpose(-1, -2)).float()
+        weights = scores.mul_((width // heads) ** -0.5).softmax(dim=-1).to(x.dtype)
+        out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, tokens, width)
+        return F.linear(out, self.out_proj.weight, self.out_proj.bias)
+
+
 class ImageEncoder(nn.Module):
     """The open_clip vision tower, returning NCHW patch-token maps from chosen blocks."""
 
@@ -24,6 +60,9 @@ class ImageEncoder(nn.Module):
                             "forward_intermediates; timm towers (e.g. MobileCLIP) go through "
                             "conv_backbone.ConvImageEncoder, other towers are not supported")
         self.visual = visual
+        for block in visual.transformer.resblocks:  # same weights, a faster CPU inference
+            if type(getattr(block, "attn", None)) is nn.MultiheadAttention:
+                block.attn.__class__ = TokenSelfAttention
         n_blocks = len(visual.transformer.resblocks)
         layers = sorted({i % n_blocks for i in feature_layers})
         # empty would build fine and fail on the first frame inside forward_intermediates

@@ -22,3 +22,41 @@ def conv_fp32(x: torch.Tensor, conv: nn.Conv2d, weight: Optional[torch.Tensor] =
     bias = conv.bias if bias is None else bias
     return F.conv2d(x.float(), weight.float(), None if bias is None else bias.float(),
                     conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+
+def _fused_conv_op() -> Optional[object]:
+    """oneDNN's convolution with a fused post-op, the op torch.compile's CPU backend emits
+    (None in a torch built without it)."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_FUSED_CONV = _fused_conv_op()
+
+
+def _fusion_allowed(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether the fused convolution may run: a CPU tensor at inference (no autograd: the
+    fused op has none), oneDNN on, not while tracing for ONNX or compiling (aten ops there)."""
+    return (_FUSED_CONV is not None and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.bfloat16) and weight.dtype == x.dtype
+            and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
+            and torch.backends.mkldnn.enabled and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling())
+
+
+def conv_gelu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``gelu(conv(x))`` (exact erf GELU).  On a CPU at inference it is one oneDNN
+    convolution with the GELU as a post-op, the op torch.compile's CPU backend fuses into:
+    the GELU reads the convolution's float32 accumulators before they are rounded to the
+    model's precision (as close to float32's result as the unfused bf16 path, or closer), and
+    the activation is not written and read again (the demo model's last decoder convolution,
+    32 channels at 256x192 in bf16, alone: 2.8 -> 1.4 ms on 2 cores; BENCHMARKS.md has it in
+    the model).  Elsewhere (autograd, CUDA, ONNX export): the two aten ops."""
+    if (isinstance(conv.padding, tuple) and conv.padding_mode == "zeros"
+            and _fusion_allowed(x, conv.weight)):
+        return _FUSED_CONV(x, conv.weight, conv.bias, list(conv.padding), list(conv.stride),
+                           list(conv.dilation), conv.groups, "gelu", [None], "none")
+    return F.gelu(conv(x))

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import MirrorConfig
 from .backbone import ImageEncoder, TextEncoder
-from .layers import conv_fp32
+from .layers import conv_fp32, conv_gelu
 
 CAMERA_HIDDEN = 16  # width of the focal-conditioning MLP of each decoder stage
 
@@ -43,17 +43,51 @@ class FiLMUpBlock(nn.Module):
             nn.init.zeros_(self.camera[2].bias)
         self.conv = nn.Conv2d(out_ch, out_ch, kernel_size=3, padding=1)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor,
-                log_focal: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Upsample x (B, in, h, w) to (B, out, 2h, 2w), modulated by embedding (1 or B, D)
-        and, with focal conditioning, by log_focal (B, 1) = log(f_px / canonical f)."""
-        x = self.norm(self.up(x))
+    def film_params(self, embedding: torch.Tensor, log_focal: Optional[torch.Tensor] = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(gamma, beta), each (1 or B, out): the FiLM of the prompt embedding and, with focal
+        conditioning, of log_focal (B, 1) = log(f_px / canonical f)."""
         film = self.film(embedding)
         if self.camera is not None and log_focal is not None:
             film = film + self.camera(log_focal.to(film.dtype))
         gamma, beta = film.chunk(2, dim=-1)
-        x = x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
-        return F.gelu(self.conv(F.gelu(x)))
+        return gamma, beta
+
+    def folded_norm(self, gamma: torch.Tensor, beta: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The GroupNorm's affine and one sample's FiLM as one affine, in float32: (weight,
+        bias) with norm(x) * weight + bias == (norm(x) * w + b) * (1 + gamma) + beta."""
+        scale = 1 + gamma[0].float()
+        return self.norm.weight.float() * scale, self.norm.bias.float() * scale + beta[0].float()
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor,
+                log_focal: Optional[torch.Tensor] = None,
+                folded: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """Upsample x (B, in, h, w) to (B, out, 2h, 2w), modulated by embedding (1 or B, D)
+        and, with focal conditioning, by log_focal (B, 1) = log(f_px / canonical f).
+
+        ``folded`` (from :meth:`folded_norm`, one sample) replaces the FiLM: the group norm
+        then applies it (one pass over x instead of three; on a CPU the norm takes float32
+        weights for bf16 x, so the folded affine is not rounded)."""
+        x = self.up(x)
+        if folded is None and x.shape[0] == 1 and not _exporting():
+            gamma, beta = self.film_params(embedding, log_focal)
+            if gamma.shape[0] == 1:
+                folded = self.folded_norm(gamma, beta)
+        if folded is not None:
+            weight, bias = folded
+            if x.device.type != "cpu":  # mixed-precision group norm: measured on CPUs only
+                weight, bias = weight.to(x.dtype), bias.to(x.dtype)
+            x = F.group_norm(x, 1, weight, bias, self.norm.eps)
+        else:
+            gamma, beta = self.film_params(embedding, log_focal)
+            x = self.norm(x) * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        return conv_gelu(F.gelu(x), self.conv)
+
+
+def _exporting() -> bool:
+    """Tracing for ONNX (the exported graph keeps the FiLM as the paper writes it)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 class MirrorHead(nn.Module):
@@ -91,6 +125,8 @@ class MirrorHead(nn.Module):
         # uncertainty: log of the Laplace scale b of the log-depth error (b = 0.1: ~10%
         # typical error); starts at a constant log(0.2) so an untrained head says "unsure"
         self.uncertainty: Optional[nn.Conv2d] = None
+        # (key, folded FiLM per stage) of the last inference call (_folded_films)
+        self._film_cache: Optional[tuple[tuple, list]] = None
         if config.uncertainty:
             self.add_uncertainty()
 
@@ -120,8 +156,10 @@ class MirrorHead(nn.Module):
         maps = encoder.feature_maps(image)
         x = self._join_taps(None, maps, 0)
         emb = text_embedding.to(x.dtype)
+        folded = self._folded_films(text_embedding, emb, log_focal, x.shape[0])
         for k, stage in enumerate(self.stages):
-            x = stage(self._join_taps(x, maps, k) if k else x, emb, log_focal)
+            x = stage(self._join_taps(x, maps, k) if k else x, emb, log_focal,
+                      None if folded is None else folded[k])
         # the outputs in float32 (layers.py says why)
         if self.uncertainty is None:
             return torch.sigmoid(conv_fp32(x, self.out)) * self.max_depth, {}
@@ -130,6 +168,42 @@ class MirrorHead(nn.Module):
         both = conv_fp32(x, self.out, torch.cat([self.out.weight, self.uncertainty.weight]),
                          torch.cat([self.out.bias, self.uncertainty.bias]))
         return torch.sigmoid(both[:, :1]) * self.max_depth, {"log_b": both[:, 1:]}
+
+    def _folded_films(self, text_embedding: torch.Tensor, emb: torch.Tensor,
+                      log_focal: Optional[torch.Tensor], batch: int
+                      ) -> Optional[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Every stage's FiLM folded into its norm (``FiLMUpBlock.folded_norm``) for one
+        sample, or None (a batch, or tracing for ONNX: the stages do it the paper's way).
+
+        They depend only on the prompt embedding, log_focal and the stages' weights, so at
+        inference on a CPU they are kept and reused while those stay the same (a fixed camera:
+        computed once, not 24 small ops a frame); the key holds the weights' version
+        counters and storage, so loading or training new weights recomputes them."""
+        if batch != 1 or _exporting() or (log_focal is not None and log_focal.numel() != 1):
+            return None
+        key = self._film_key(text_embedding, emb, log_focal)
+        if key is not None and self._film_cache is not None and self._film_cache[0] == key:
+            return self._film_cache[1]
+        folded = [stage.folded_norm(*stage.film_params(emb, log_focal))
+                  for stage in self.stages]
+        if key is not None:
+            self._film_cache = (key, folded)
+        return folded
+
+    def _film_key(self, text_embedding: torch.Tensor, emb: torch.Tensor,
+                  log_focal: Optional[torch.Tensor]) -> Optional[tuple]:
+        """What the folded FiLM depends on, or None where it must not be kept (autograd,
+        a GPU (reading log_focal would wait for the device), torch.compile)."""
+        if torch.is_grad_enabled() or emb.device.type != "cpu" \
+                or torch.compiler.is_compiling():
+            return None
+        try:
+            versions = tuple((id(t), t.data_ptr(), t._version)
+                             for t in (text_embedding, *self.stages.parameters()))
+        except RuntimeError:  # inference tensors keep no version counter: do not keep
+            return None
+        focal = None if log_focal is None else float(log_focal.reshape(()))
+        return emb.dtype, focal, versions
 
     def _join_taps(self, x: Optional[torch.Tensor], maps: list[torch.Tensor],
                    stage: int) -> torch.Tensor:
