@@ -14,13 +14,37 @@ still running when the wait ran out) can never serve the next start's frames.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Callable, Generic, Optional, TypeVar
 
 from .pipeline import LatestFrameSlot
 
+# libgomp's spin before a waiting OpenMP thread sleeps, for a node process (see
+# quiet_openmp_between_frames), well under a millisecond
+NODE_GOMP_SPINCOUNT = "10000"
+
 T = TypeVar("T")
 B = TypeVar("B")
+
+
+def quiet_openmp_between_frames() -> bool:
+    """Make torch's OpenMP threads sleep soon after the model instead of spinning on.
+
+    libgomp's threads spin 300,000 times (milliseconds) before sleeping after each parallel
+    region; that keeps them warm between the model's operators, and after the model's last
+    operator it keeps a core busy while this process builds and publishes the outputs and DDS
+    delivers them (on 2 cores the subscriber's process and the DDS threads wait for a core).
+    10,000 still bridges the gaps between operators (300 does not: 16% slower; BENCHMARKS.md,
+    eighth session).  Only a process that has not loaded torch yet and whose environment sets
+    neither GOMP_SPINCOUNT nor OMP_WAIT_POLICY is changed (the user's choice wins).  True
+    when it set the variable."""
+    if "torch" in sys.modules or "GOMP_SPINCOUNT" in os.environ \
+            or "OMP_WAIT_POLICY" in os.environ:
+        return False
+    os.environ["GOMP_SPINCOUNT"] = NODE_GOMP_SPINCOUNT
+    return True
 
 
 class ModelThread(Generic[T]):

@@ -1,11 +1,15 @@
 """ModelThread: the model is loaded on the thread that runs every frame (no ROS)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from clip_depth_ros.model_thread import ModelThread
+from clip_depth_ros.model_thread import (NODE_GOMP_SPINCOUNT, ModelThread,
+                                         quiet_openmp_between_frames)
 from waiting import wait_until
 
 
@@ -115,3 +119,40 @@ def test_a_thread_that_outlives_stop_never_serves_the_next_start():
         assert _wait(lambda: len(seen) == 2 + i)
     assert worker.stop() is True
     assert all(thread is not old_thread for _, thread in seen[1:])
+
+
+def _clean_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    return {**env, **extra}
+
+
+_NODE_ENTRY = """
+import os, sys, rclpy
+def stop(args=None):
+    print("GOMP_SPINCOUNT=" + os.environ.get("GOMP_SPINCOUNT", "unset"))
+    raise SystemExit(0)
+rclpy.init = stop  # the entry point's next step: nothing of ROS starts
+from clip_depth_ros.ros.main import main
+main([])
+"""
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ({}, "GOMP_SPINCOUNT=" + NODE_GOMP_SPINCOUNT),  # the node's default
+    ({"GOMP_SPINCOUNT": "123"}, "GOMP_SPINCOUNT=123"),  # the user's choice wins
+    ({"OMP_WAIT_POLICY": "active"}, "GOMP_SPINCOUNT=unset"),
+])
+def test_node_entry_quiets_openmp_before_torch_loads(extra, expected):
+    out = subprocess.run([sys.executable, "-c", _NODE_ENTRY], env=_clean_env(**extra),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_openmp_left_alone_once_torch_is_loaded(monkeypatch):
+    import torch  # noqa: F401  (loaded: libgomp has read its environment already)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert quiet_openmp_between_frames() is False
+    assert "GOMP_SPINCOUNT" not in os.environ

@@ -97,6 +97,8 @@ def main(args: Optional[list[str]] = None) -> int:
     if problem:
         print(f"depth_node: {problem}", file=sys.stderr)
         return 2
+    from ..model_thread import quiet_openmp_between_frames
+    quiet_openmp_between_frames()  # before torch loads (model_thread.py says why)
     import rclpy
     try:
         rclpy.init(args=args)
