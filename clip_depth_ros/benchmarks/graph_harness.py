@@ -226,8 +226,13 @@ class LiveGraph:
                  overrides: Optional[dict[str, str]] = None,
                  params_file: str = str(DEFAULT_PARAMS), distinct_frames: int = 30,
                  log_path: Optional[Path] = None,
-                 startup_timeout: float = 180.0, node_root: Optional[Path] = None):
+                 startup_timeout: float = 180.0, node_root: Optional[Path] = None,
+                 domain_id: Optional[int] = None, env: Optional[dict[str, str]] = None):
         self.width, self.height, self.points = width, height, points
+        # a graph of its own (another node on the same topics, ab_loop.py); None: the
+        # process's confined domain
+        self.domain_id = domain_id
+        self.env = dict(env or {})  # more environment for the node process
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.params_file, self.distinct_frames = params_file, distinct_frames
         self.node_root = node_root  # another checkout's node (None: this one)
@@ -250,12 +255,16 @@ class LiveGraph:
 
     def _start(self) -> None:
         # the node loads its model while the frames render
+        env = dict(self.env)
+        if self.domain_id is not None:
+            env["ROS_DOMAIN_ID"] = str(self.domain_id)
         self.node_proc = NodeProcess(self.params_file, self.overrides, self.log_path,
-                                     package_root=self.node_root).start()
+                                     package_root=self.node_root, env=env).start()
         frames, intrinsics = render_frames(self.width, self.height, self.distinct_frames)
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.ros = rclpy.create_node("live_graph_bench", context=self.context)
+        rclpy.init(context=self.context, domain_id=self.domain_id)
+        name = "live_graph_bench" + ("" if self.domain_id is None else f"_{self.domain_id}")
+        self.ros = rclpy.create_node(name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.ros)
         self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
