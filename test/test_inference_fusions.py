@@ -195,3 +195,51 @@ def test_vit_towers_use_token_self_attention():
     model = create_model("tiny-mirror")
     blocks = model.image_encoder.visual.transformer.resblocks
     assert all(type(block.attn) is TokenSelfAttention for block in blocks)
+
+
+def test_folded_film_under_inference_mode_and_new_tensors(tmp_path):
+    """The node runs the model under inference_mode; a new text embedding (a new tensor,
+    even one that lands on a freed tensor's id) and a cleared cache are seen."""
+    model = _conditioned_model(tmp_path)
+    x = random_batch(model.config, 1)
+    with torch.inference_mode():
+        first = model.infer(x, 300.0)
+        torch.testing.assert_close(model.infer(x, 300.0), first, rtol=0, atol=0)
+        old = model.head.text_embedding
+        model.head.text_embedding = old + 0.3  # a new tensor object in the buffer's place
+        swapped = model.infer(x, 300.0)
+        torch.testing.assert_close(swapped, _plain(model).infer(x, 300.0), rtol=1e-5,
+                                   atol=1e-5)
+        assert not torch.allclose(swapped, first)
+    # a write through .data bumps no version counter: clear_film_cache is the way
+    with torch.no_grad():
+        model.infer(x, 300.0)
+        model.head.stages[0].film.bias.data.add_(0.5)
+        model.head.clear_film_cache()
+        torch.testing.assert_close(model.infer(x, 300.0), _plain(model).infer(x, 300.0),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_no_fused_bf16_where_onednn_lacks_it(monkeypatch):
+    """On a CPU without native bf16 the fused op would raise: the plain ops run instead."""
+    monkeypatch.setattr(layers, "_BF16_FUSABLE", False)
+    calls = []
+    monkeypatch.setattr(layers, "_FUSED_CONV", lambda *a: calls.append(1))
+    conv = nn.Conv2d(8, 8, 3, padding=1).bfloat16()
+    x = torch.randn(1, 8, 12, 16).bfloat16()
+    with torch.no_grad():
+        out = layers.conv_gelu(x, conv)
+        assert calls == [] and out.dtype == torch.bfloat16
+        layers.conv_gelu(x.float(), conv.float())  # float32 still fuses
+    assert calls == [1]
+
+
+def test_the_tower_runs_the_direct_attention(monkeypatch):
+    model = create_model("tiny-mirror")
+    calls = []
+    real = TokenSelfAttention._self_attention
+    monkeypatch.setattr(TokenSelfAttention, "_self_attention",
+                        lambda self, x: calls.append(1) or real(self, x))
+    with torch.inference_mode():
+        model(random_batch(model.config, 1))
+    assert calls, "the ViT blocks did not take the direct attention at inference"

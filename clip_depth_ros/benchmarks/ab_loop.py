@@ -74,6 +74,8 @@ def args_problem(args: argparse.Namespace) -> str:
         return "--param takes NAME:=VALUE"
     if any("=" not in e or e.startswith("=") for e in args.env):
         return "--env takes NAME=VALUE"
+    if args.domain_id is not None and not 0 <= args.domain_id <= 231:
+        return "--domain-id must be 0-231 (the candidate's graph takes the next id)"
     return ""
 
 
@@ -135,14 +137,15 @@ def run(args: argparse.Namespace) -> int:
             for name in order:
                 blocks[name].append(graphs[name].closed_loop(args.block_frames))
         load = loadavg()
-    rows = [{"block": k + 1, "base": b["fps"], "cand": c["fps"], "ratio": c["fps"] / b["fps"]}
-            for k, (b, c) in enumerate(zip(blocks["baseline"], blocks["candidate"]))]
+    summary = summarise(blocks["baseline"], blocks["candidate"], args.seed)
+    rows = [{"block": k + 1, "base": b["fps"], "cand": c["fps"], "ratio": ratio}
+            for k, (b, c, ratio) in enumerate(zip(blocks["baseline"], blocks["candidate"],
+                                                  summary["block_ratios"]))]
     print()
     print_table(rows, [("block", "{}", lambda r: r["block"]),
                        ("baseline fps", "{:.2f}", lambda r: r["base"]),
                        ("candidate fps", "{:.2f}", lambda r: r["cand"]),
                        ("ratio", "{:.3f}", lambda r: r["ratio"])])
-    summary = summarise(blocks["baseline"], blocks["candidate"], args.seed)
     lo, hi = summary["ratio_90ci"]
     print(f"\npooled: baseline {summary['baseline_fps']:.2f} frames/s, candidate "
           f"{summary['candidate_fps']:.2f} frames/s: ratio {summary['ratio']:.3f} (90% "

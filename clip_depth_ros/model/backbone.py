@@ -13,14 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import compiling
+
 
 class TokenSelfAttention(nn.MultiheadAttention):
     """nn.MultiheadAttention (same weights, same state dict) whose unmasked self-attention at
-    inference on a CPU is computed directly: the in-projection, the scores as one matmul in
-    the model's precision, the softmax in float32, the weighted sum, the out-projection.
-    For a ViT's few hundred tokens torch's fused CPU attention (flash) costs more than the
-    arithmetic: the demo model's 193 tokens, 3 heads, bf16: 0.51 -> 0.29 ms a block on 2
-    cores, the same error against float32 (BENCHMARKS.md).  Everything else (masks, autograd,
+    inference on a CPU is computed directly: the in-projection, the scores and softmax in
+    float32, the weighted sum in the model's precision, the out-projection.  For a ViT's few
+    hundred tokens torch's fused CPU attention (flash) costs more than the arithmetic: the
+    demo model's 193 tokens, 3 heads, bf16: 0.37 -> 0.27 ms for the attention itself on 2
+    cores, about flash's error against float32 (BENCHMARKS.md).  Everything else (masks, autograd,
     a GPU, ONNX tracing, torch.compile) goes to nn.MultiheadAttention unchanged."""
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -33,7 +35,7 @@ class TokenSelfAttention(nn.MultiheadAttention):
                 and query.device.type == "cpu"
                 and query.dtype in (torch.float32, torch.bfloat16)
                 and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling()):
+                and not compiling()):
             return self._self_attention(query), None
         return super().forward(query, key, value, key_padding_mask=key_padding_mask,
                                need_weights=need_weights, attn_mask=attn_mask,
@@ -44,7 +46,9 @@ class TokenSelfAttention(nn.MultiheadAttention):
         heads = self.num_heads
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.view(batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-        scores = torch.matmul(q, k.transpose(-1, -2)).float()
+        # scores and softmax in float32 (rounding the scores to bf16 would cost accuracy on
+        # peaked attention); the weighted sum in the model's precision
+        scores = torch.matmul(q.float(), k.float().transpose(-1, -2))
         weights = scores.mul_((width // heads) ** -0.5).softmax(dim=-1).to(x.dtype)
         out = torch.matmul(weights, v).transpose(1, 2).reshape(batch, tokens, width)
         return F.linear(out, self.out_proj.weight, self.out_proj.bias)

@@ -37,14 +37,33 @@ def _fused_conv_op() -> Optional[object]:
 _FUSED_CONV = _fused_conv_op()
 
 
+def _mkldnn_bf16_supported() -> bool:
+    """Whether oneDNN runs bf16 on this CPU (the fused op raises where it does not, while
+    the plain convolution falls back to a slow kernel)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_BF16_FUSABLE = _FUSED_CONV is not None and _mkldnn_bf16_supported()
+
+
+def compiling() -> bool:
+    """True while torch.compile traces (False on a torch without ``torch.compiler``)."""
+    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(check()) if check is not None else False
+
+
 def _fusion_allowed(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether the fused convolution may run: a CPU tensor at inference (no autograd: the
-    fused op has none), oneDNN on, not while tracing for ONNX or compiling (aten ops there)."""
+    fused op has none), oneDNN on (bf16 only where oneDNN computes it), not while tracing for
+    ONNX or compiling (aten ops there)."""
     return (_FUSED_CONV is not None and x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.bfloat16) and weight.dtype == x.dtype
-            and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
-            and torch.backends.mkldnn.enabled and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling())
+            and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _BF16_FUSABLE))
+            and weight.dtype == x.dtype and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not torch.jit.is_tracing() and not compiling())
 
 
 def conv_gelu(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import MirrorConfig
 from .backbone import ImageEncoder, TextEncoder
-from .layers import conv_fp32, conv_gelu
+from .layers import compiling, conv_fp32, conv_gelu
 
 CAMERA_HIDDEN = 16  # width of the focal-conditioning MLP of each decoder stage
 
@@ -70,14 +70,12 @@ class FiLMUpBlock(nn.Module):
         then applies it (one pass over x instead of three; on a CPU the norm takes float32
         weights for bf16 x, so the folded affine is not rounded)."""
         x = self.up(x)
-        if folded is None and x.shape[0] == 1 and not _exporting():
+        if folded is None and _fold_allowed(x.shape[0], x.device):
             gamma, beta = self.film_params(embedding, log_focal)
             if gamma.shape[0] == 1:
                 folded = self.folded_norm(gamma, beta)
         if folded is not None:
             weight, bias = folded
-            if x.device.type != "cpu":  # mixed-precision group norm: measured on CPUs only
-                weight, bias = weight.to(x.dtype), bias.to(x.dtype)
             x = F.group_norm(x, 1, weight, bias, self.norm.eps)
         else:
             gamma, beta = self.film_params(embedding, log_focal)
@@ -88,6 +86,19 @@ class FiLMUpBlock(nn.Module):
 def _exporting() -> bool:
     """Tracing for ONNX (the exported graph keeps the FiLM as the paper writes it)."""
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _fold_allowed(batch: int, device: torch.device) -> bool:
+    """The folded FiLM runs for one sample at inference on a CPU (a mixed-precision group
+    norm, measured there); training, GPUs and ONNX tracing keep the paper's form."""
+    return (batch == 1 and device.type == "cpu" and not torch.is_grad_enabled()
+            and not _exporting())
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    """Two _film_key keys are equal: dtype, lens, the same tensor objects, same versions."""
+    return (a[0] == b[0] and a[1] == b[1] and len(a[2]) == len(b[2])
+            and all(x is y for x, y in zip(a[2], b[2])) and a[3] == b[3])
 
 
 class MirrorHead(nn.Module):
@@ -179,31 +190,40 @@ class MirrorHead(nn.Module):
         inference on a CPU they are kept and reused while those stay the same (a fixed camera:
         computed once, not 24 small ops a frame); the key holds the weights' version
         counters and storage, so loading or training new weights recomputes them."""
-        if batch != 1 or _exporting() or (log_focal is not None and log_focal.numel() != 1):
+        if not _fold_allowed(batch, emb.device) \
+                or (log_focal is not None and log_focal.numel() != 1):
             return None
         key = self._film_key(text_embedding, emb, log_focal)
-        if key is not None and self._film_cache is not None and self._film_cache[0] == key:
-            return self._film_cache[1]
+        cache = self._film_cache  # read once: another thread may replace it
+        if key is not None and cache is not None and _same_key(cache[0], key):
+            return cache[1]
         folded = [stage.folded_norm(*stage.film_params(emb, log_focal))
                   for stage in self.stages]
         if key is not None:
             self._film_cache = (key, folded)
         return folded
 
+    def clear_film_cache(self) -> None:
+        """Forget the kept FiLM (needed only after writing weights through ``.data``, which
+        no version counter sees)."""
+        self._film_cache = None
+
     def _film_key(self, text_embedding: torch.Tensor, emb: torch.Tensor,
                   log_focal: Optional[torch.Tensor]) -> Optional[tuple]:
-        """What the folded FiLM depends on, or None where it must not be kept (autograd,
-        a GPU (reading log_focal would wait for the device), torch.compile)."""
-        if torch.is_grad_enabled() or emb.device.type != "cpu" \
-                or torch.compiler.is_compiling():
+        """What the folded FiLM depends on, or None where it must not be kept (a GPU: reading
+        log_focal would wait for the device; torch.compile).  The tensors themselves are
+        held (compared by identity: a freed tensor's id and storage can be reused), with
+        their version counters and storage, so loading, training or moving weights
+        recomputes the FiLM."""
+        if emb.device.type != "cpu" or compiling():
             return None
+        tensors = (text_embedding, *self.stages.parameters())
         try:
-            versions = tuple((id(t), t.data_ptr(), t._version)
-                             for t in (text_embedding, *self.stages.parameters()))
+            versions = tuple((t.data_ptr(), t._version) for t in tensors)
         except RuntimeError:  # inference tensors keep no version counter: do not keep
             return None
         focal = None if log_focal is None else float(log_focal.reshape(()))
-        return emb.dtype, focal, versions
+        return emb.dtype, focal, tensors, versions
 
     def _join_taps(self, x: Optional[torch.Tensor], maps: list[torch.Tensor],
                    stage: int) -> torch.Tensor:
