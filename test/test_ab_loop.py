@@ -55,3 +55,11 @@ def test_user_mistakes_are_one_line_exit_2(argv, message, capsys, monkeypatch):
     assert ab_loop.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ab_loop: error:") and message in err[0]
+
+
+def test_a_baseline_checkout_without_its_params_file(tmp_path, capsys):
+    (tmp_path / "clip_depth_ros" / "ros").mkdir(parents=True)
+    (tmp_path / "clip_depth_ros" / "ros" / "main.py").write_text("")
+    assert ab_loop.main(["--baseline-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--baseline-params-file" in err[0] and "config/depth.yaml" in err[0]

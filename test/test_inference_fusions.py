@@ -56,10 +56,11 @@ def _plain_stage_forward(self, x, embedding, log_focal=None, folded=None):
     return F.gelu(self.conv(F.gelu(x)))
 
 
-@pytest.mark.skipif(layers._FUSED_CONV is None, reason="this torch has no oneDNN fused "
-                    "convolution (the plain path is then the only one)")
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 0.05)])
 def test_conv_gelu_fused_matches_conv_then_gelu(dtype, tol):
+    assert layers._FUSED_CONV is not None  # the pinned torch has it
+    # bf16 fuses only where oneDNN computes bf16 (test_no_fused_bf16_where_onednn_lacks_it)
+    fuses = dtype == torch.float32 or layers._BF16_FUSABLE
     torch.manual_seed(0)
     conv = nn.Conv2d(16, 8, 3, padding=1).to(dtype).to(memory_format=torch.channels_last)
     x = torch.randn(1, 16, 24, 32).to(dtype).contiguous(memory_format=torch.channels_last)
@@ -75,11 +76,11 @@ def test_conv_gelu_fused_matches_conv_then_gelu(dtype, tol):
         with torch.no_grad():
             fused = layers.conv_gelu(x, conv)
             ref = F.gelu(conv(x).float() if dtype == torch.bfloat16 else conv(x))
-        assert calls == ["gelu"], "the fused op was not used at inference on the CPU"
+        assert calls == (["gelu"] if fuses else []), "fused op used (or not) wrongly"
         # with autograd the two aten ops run (the fused op has no backward)
         x.requires_grad_(True)
         trained = layers.conv_gelu(x, conv)
-        assert len(calls) == 1 and trained.requires_grad
+        assert len(calls) == int(fuses) and trained.requires_grad
         trained.sum().backward()
         assert x.grad is not None
     finally:

@@ -10,7 +10,8 @@ ratio, the median of the per-block ratios, and a bootstrap 90% interval of the p
 (blocks resampled).  The idle node waits while the other runs (its executor sleeps in
 rcl_wait), so neither pays for the other beyond that.
 
-    python -m benchmarks.ab_loop --baseline-root /tmp/old     # after `git worktree add /tmp/old <commit>`
+    git worktree add /tmp/old <commit>
+    python -m benchmarks.ab_loop --baseline-root /tmp/old
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..ros.launcher import DEFAULT_PARAMS, confine_dds
-from .live_graph import json_text, print_table
+from .live_graph import checkout_problem, json_text, print_table
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -61,13 +62,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def args_problem(args: argparse.Namespace) -> str:
     """Why the options cannot work (one line), or ''."""
-    root = args.baseline_root
-    if not (root / "clip_depth_ros" / "ros" / "main.py").is_file():
-        return f"--baseline-root {root}: no clip_depth_ros/ros/main.py there (a checkout's root?)"
-    for name in ("baseline_params_file", "params_file"):
-        path = getattr(args, name)
-        if path is not None and not path.is_file():
-            return f"--{name.replace('_', '-')} {path}: no such file"
+    problem = checkout_problem(args.baseline_root, "--baseline-root")
+    if problem:
+        return problem
+    for option, path in (("--baseline-params-file", baseline_params(args)),
+                         ("--params-file", args.params_file)):
+        if not path.is_file():
+            return f"{option} {path}: no such file"
     if args.blocks < 2 or args.block_frames < 1 or args.warmup_frames < 0:
         return "--blocks must be >= 2, --block-frames >= 1 and --warmup-frames >= 0"
     if any(":=" not in p for p in args.param):
@@ -77,6 +78,11 @@ def args_problem(args: argparse.Namespace) -> str:
     if args.domain_id is not None and not 0 <= args.domain_id <= 231:
         return "--domain-id must be 0-231 (the candidate's graph takes the next id)"
     return ""
+
+
+def baseline_params(args: argparse.Namespace) -> Path:
+    """The baseline node's parameters file: the option, else its checkout's config."""
+    return args.baseline_params_file or args.baseline_root / "config" / "depth.yaml"
 
 
 def pooled_rate(blocks: list[dict[str, Any]]) -> float:
@@ -116,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     env = confine_dds(args.domain_id)
     from .graph_harness import LiveGraph, loadavg  # imports rclpy, DDS confined first
     base_domain = int(env["ROS_DOMAIN_ID"])
-    params = args.baseline_params_file or args.baseline_root / "config" / "depth.yaml"
+    params = baseline_params(args)
     overrides = dict(p.split(":=", 1) for p in args.param)
     with contextlib.ExitStack() as stack:
         graphs = {

@@ -147,11 +147,19 @@ def graph_from_args(args: argparse.Namespace) -> LiveGraph:
                      args.distinct_frames, args.node_log, node_root=args.node_root)
 
 
+def checkout_problem(root: Path, option: str) -> str:
+    """Why ``root`` (given as ``option``) holds no node to run (one line), or ''."""
+    if not (root / "clip_depth_ros" / "ros" / "main.py").is_file():
+        return f"{option} {root}: no clip_depth_ros/ros/main.py there (a checkout's root?)"
+    return ""
+
+
 def graph_args_problem(args: argparse.Namespace) -> str:
     """Why the graph options cannot work (one line), or ''."""
     root = getattr(args, "node_root", None)
-    if root is not None and not (root / "clip_depth_ros" / "ros" / "main.py").is_file():
-        return f"--node-root {root}: no clip_depth_ros/ros/main.py there (a checkout's root?)"
+    problem = "" if root is None else checkout_problem(root, "--node-root")
+    if problem:
+        return problem
     if not Path(args.params_file).is_file():
         return f"--params-file {args.params_file}: no such file"
     return ""

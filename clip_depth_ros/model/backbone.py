@@ -22,8 +22,8 @@ class TokenSelfAttention(nn.MultiheadAttention):
     float32, the weighted sum in the model's precision, the out-projection.  For a ViT's few
     hundred tokens torch's fused CPU attention (flash) costs more than the arithmetic: the
     demo model's 193 tokens, 3 heads, bf16: 0.37 -> 0.27 ms for the attention itself on 2
-    cores, about flash's error against float32 (BENCHMARKS.md).  Everything else (masks, autograd,
-    a GPU, ONNX tracing, torch.compile) goes to nn.MultiheadAttention unchanged."""
+    cores, about flash's error against float32 (BENCHMARKS.md).  Everything else (masks,
+    autograd, a GPU, ONNX tracing, torch.compile) goes to nn.MultiheadAttention unchanged."""
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask=None, need_weights: bool = True, attn_mask=None,

@@ -24,7 +24,6 @@ def conv_fp32(x: torch.Tensor, conv: nn.Conv2d, weight: Optional[torch.Tensor] =
                     conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-
 def _fused_conv_op() -> Optional[object]:
     """oneDNN's convolution with a fused post-op, the op torch.compile's CPU backend emits
     (None in a torch built without it)."""

@@ -184,7 +184,8 @@ class MirrorHead(nn.Module):
                       log_focal: Optional[torch.Tensor], batch: int
                       ) -> Optional[list[tuple[torch.Tensor, torch.Tensor]]]:
         """Every stage's FiLM folded into its norm (``FiLMUpBlock.folded_norm``) for one
-        sample, or None (a batch, or tracing for ONNX: the stages do it the paper's way).
+        sample, or None where :func:`_fold_allowed` says no (a batch, autograd, a GPU, ONNX
+        tracing: the stages do it the paper's way).
 
         They depend only on the prompt embedding, log_focal and the stages' weights, so at
         inference on a CPU they are kept and reused while those stay the same (a fixed camera:
@@ -210,12 +211,12 @@ class MirrorHead(nn.Module):
 
     def _film_key(self, text_embedding: torch.Tensor, emb: torch.Tensor,
                   log_focal: Optional[torch.Tensor]) -> Optional[tuple]:
-        """What the folded FiLM depends on, or None where it must not be kept (a GPU: reading
-        log_focal would wait for the device; torch.compile).  The tensors themselves are
+        """What the folded FiLM depends on, or None where it must not be kept (torch.compile:
+        reading log_focal would break the graph).  The tensors themselves are
         held (compared by identity: a freed tensor's id and storage can be reused), with
         their version counters and storage, so loading, training or moving weights
         recomputes the FiLM."""
-        if emb.device.type != "cpu" or compiling():
+        if compiling():
             return None
         tensors = (text_embedding, *self.stages.parameters())
         try:
