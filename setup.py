@@ -30,6 +30,7 @@ setup(
     install_requires=["setuptools", "numpy", "opencv-python-headless", "torch",
                       "open_clip_torch", "safetensors", "pyyaml", "tqdm"],
     extras_require={"onnx": ["onnx", "onnxruntime"], "tensorrt": ["tensorrt"],
+                    "openvino": ["onnx", "onnxruntime", "openvino"],
                     "training": ["h5py", "tensorboard", "tqdm", "matplotlib", "peft", "scikit-image"],
                     "bags": ["rosbags"]},
     zip_safe=False,

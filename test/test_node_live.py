@@ -20,6 +20,7 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa:
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
+from clip_depth_ros.backends import auto_backends  # noqa: E402
 from clip_depth_ros.colorize import colorize_depth, robust_range  # noqa: E402
 from clip_depth_ros.confidence import flying_pixels  # noqa: E402
 from clip_depth_ros.geometry import project_points  # noqa: E402
@@ -142,7 +143,9 @@ def test_diagnostics_report_rates_backend_and_model(graph):
     assert probe.wait_for(lambda: int(_diag_value(probe, "frames_processed") or 0) >= 2, 10)
     status = probe.messages("/diagnostics")[-1].status[0]
     values = {kv.key: kv.value for kv in status.values}
-    assert values["backend"] == "torch" and values["model"] == "demo-mirror"
+    # the default backend is auto: what auto_backends() tries first on this machine
+    # (openvino on a CPU with native bf16 and openvino installed, else torch)
+    assert values["backend"] == auto_backends("auto")[0] and values["model"] == "demo-mirror"
     for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "frames_dropped"):
         assert key in values
 

@@ -8,11 +8,14 @@ them without importing the backend; the first one is the backend's default.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from ..errors import ConfigError, MissingDependencyError
+from ..errors import ClipDepthError, ConfigError, MissingDependencyError
 from .base import DepthBackend
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ _BACKENDS: dict[str, BackendEntry] = {
                           ("fp32", "bf16", "fp16")),
     "onnxruntime": BackendEntry("clip_depth_ros.backends.onnxruntime_backend",
                                 "OnnxRuntimeBackend", "onnxruntime", ("fp32", "fp16")),
+    "openvino": BackendEntry("clip_depth_ros.backends.openvino_backend", "OpenVinoBackend",
+                             "openvino", ("fp32", "bf16")),
     "tensorrt": BackendEntry("clip_depth_ros.backends.tensorrt_backend", "TensorRTBackend",
                              "tensorrt", ("fp16", "fp32", "int8")),
 }
@@ -77,6 +82,52 @@ def resolve_precision(name: str, precision: str) -> str:
     return precision
 
 
+def _cuda_requested(device: str) -> bool:
+    """Whether ``device`` means a GPU here (auto: torch sees one)."""
+    if device.startswith("cuda"):
+        return True
+    if device not in ("", "auto"):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def auto_backends(device: str = "auto") -> list[str]:
+    """What backend 'auto' tries, in order, for ``device``: torch on a GPU; on a CPU, OpenVINO
+    first where it is installed and the CPU computes bf16 natively (the bundled model about
+    1.3x faster there than torch's bf16, same depth: BENCHMARKS.md), then torch."""
+    if _cuda_requested(device):
+        return ["torch"]
+    candidates = []
+    if importlib.util.find_spec("openvino") is not None:
+        try:
+            from .openvino_backend import cpu_runs_bf16
+            if cpu_runs_bf16():
+                candidates.append("openvino")
+        except ImportError:  # a broken install: torch serves
+            pass
+    return candidates + ["torch"]
+
+
+def first_that_serves(candidates: list[str], start: Callable[[str], T],
+                      skipped: Callable[[str, ClipDepthError, str], None]) -> T:
+    """``start(name)`` for each candidate in turn; the first that returns wins.  A candidate
+    that refuses (any :class:`ClipDepthError`: a missing package, a graph or precision it
+    cannot run, a failed deployment check) is reported to ``skipped(name, error, next)``;
+    the last one's error is raised.  A bug (any other exception) is raised at once."""
+    for name, after in zip(candidates, list(candidates[1:]) + [None]):
+        try:
+            return start(name)
+        except ClipDepthError as exc:
+            if after is None:
+                raise
+            skipped(name, exc, after)
+    raise ConfigError("no backend to try")
+
+
 def create_backend(name: str, **kwargs: Any) -> DepthBackend:
     """Instantiate backend ``name`` with keyword arguments (model, weights, device, ...).
 
@@ -99,5 +150,6 @@ def create_backend(name: str, **kwargs: Any) -> DepthBackend:
     return cls(**kwargs)
 
 
-__all__ = ["DepthBackend", "all_precisions", "available_backends", "backend_precisions",
-           "create_backend", "register_backend", "resolve_precision"]
+__all__ = ["DepthBackend", "all_precisions", "auto_backends", "available_backends",
+           "backend_precisions", "create_backend", "first_that_serves", "register_backend",
+           "resolve_precision"]

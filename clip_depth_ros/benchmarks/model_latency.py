@@ -3,7 +3,7 @@
 Two timings per row, both with device synchronisation:
 
   model  the network alone on a prepared (1, 3, h, w) input: ``TorchBackend.run`` /
-         the onnxruntime or TensorRT session; with ``graphs`` the forward is captured once as a
+         the onnxruntime, OpenVINO or TensorRT session; with ``graphs`` the forward is captured once as a
          CUDA graph and replayed.  Batch > 1 rows time the torch forward on a (B, 3, h, w)
          batch and report images/s (the exported graphs have a fixed batch of 1).
   frame  uint8 image in -> metric depth (numpy, image resolution) out through the backend's
@@ -84,7 +84,7 @@ def build(backend: str, model: str, mode: str, device: str, precision: str, thre
                               threads=threads, fast_path="never" if mode == "eager" else "always",
                               cuda_graphs=True, compile=mode == "compile")
     kwargs = dict(spec, device=device, precision=precision, cache_dir=cache_dir)
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "openvino"):
         kwargs["threads"] = threads
     return create_backend(backend, **kwargs)
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 TORCH_MODES = ("eager", "fast", "compile")
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -20,9 +20,10 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from ..backends import create_backend
+from ..backends import auto_backends, create_backend, first_that_serves
 from ..backends.selfcheck import deployment_check, probe_frame
 from ..camera_sync import CameraInfoPairing
+from ..errors import DeploymentCheckError
 from ..health import NodeHealth
 from ..model_thread import ModelThread
 from ..pipeline import DepthPipeline, PipelineSettings
@@ -180,11 +181,22 @@ class DepthNode(LifecycleNode):
 
     def _load_backend(self) -> Any:
         """The backend, checked against torch when exported (deployment_check) and run once
-        so that any compilation, graph capture or engine build happens before frame one."""
-        kwargs = backend_options(self.p)
-        backend = create_backend(self.p("backend"), **kwargs)
+        so that any compilation, graph capture or engine build happens before frame one.
+        backend auto tries :func:`auto_backends` in order: one that cannot serve this
+        model or device (a missing package, a graph it refuses) hands over to the next."""
+        name, log = self.p("backend"), self.get_logger()
+        return first_that_serves(
+            auto_backends(self.p("device")) if name == "auto" else [name], self._start_backend,
+            lambda tried, exc, after: (log.warning if isinstance(exc, DeploymentCheckError)
+                                       else log.info)(
+                f"backend auto: {tried} cannot serve this model here "
+                f"({type(exc).__name__}: {exc}); trying {after}"))
+
+    def _start_backend(self, name: str) -> Any:
+        kwargs = backend_options(self.p, name)
+        backend = create_backend(name, **kwargs)
         try:
-            if self.p("backend") != "torch" and self.p("deployment_check"):
+            if name != "torch" and self.p("deployment_check"):
                 self._deployment_check(backend, kwargs)
             backend.infer_frame(probe_frame()[0])  # warm-up: compile / capture / first run
         except Exception:

@@ -62,26 +62,31 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backbone_weights", "", "open_clip pretrained tag (e.g. openai), a local CLIP "
               "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
               "for the model config's own tag."),
-    ParamSpec("backend", "torch", "Inference backend (onnxruntime and tensorrt run the "
-              "exported ONNX graph, checked against torch at configure).",
-              choices=tuple(available_backends())),
+    ParamSpec("backend", "auto", "Inference backend; auto = the fastest correct one here: "
+              "torch on a GPU; on a CPU openvino (bf16 with float32 output layers) where it "
+              "is installed and the CPU computes bf16 natively, else torch. onnxruntime, "
+              "openvino and tensorrt run the exported ONNX graph, checked against torch at "
+              "configure.", choices=("auto",) + tuple(available_backends())),
     ParamSpec("device", "auto", "Device: auto (cuda when a GPU is visible, else cpu), cpu, "
               "cuda or cuda:N (tensorrt needs cuda)."),
     ParamSpec("precision", "auto", "Numeric precision; auto = the fastest correct one for "
-              "the backend and device (torch: bf16 on a CPU with AVX512-BF16 or AMX, else "
-              "fp32; onnxruntime fp32, fp16 only through its tensorrt provider; tensorrt fp16, "
-              "int8 with calibration_images_dir).", choices=("auto",) + all_precisions()),
-    ParamSpec("onnx_path", "", "onnxruntime/tensorrt: an exported .onnx (its metadata holds the "
-              "model config, so model/weights are not needed); empty = export model/weights "
-              "into engine_cache_dir on first use."),
-    ParamSpec("engine_cache_dir", "~/.cache/clip_depth_ros/engines", "Where onnxruntime/tensorrt "
-              "keep exported graphs and TensorRT engines (keyed by graph, precision, TensorRT "
-              "version and GPU; a first engine build can take minutes)."),
+              "the backend and device (torch and openvino: bf16 on a CPU with AVX512-BF16 or "
+              "AMX, else fp32; onnxruntime fp32, fp16 only through its tensorrt provider; "
+              "tensorrt fp16, int8 with calibration_images_dir).",
+              choices=("auto",) + all_precisions()),
+    ParamSpec("onnx_path", "", "onnxruntime/openvino/tensorrt: an exported .onnx (its "
+              "metadata holds the model config, so model/weights are not needed); empty = "
+              "export model/weights into engine_cache_dir on first use."),
+    ParamSpec("engine_cache_dir", "~/.cache/clip_depth_ros/engines", "Where onnxruntime, "
+              "openvino and tensorrt keep exported graphs and TensorRT engines (keyed by "
+              "graph, precision, TensorRT version and GPU; a first engine build can take "
+              "minutes)."),
     ParamSpec("calibration_images_dir", "", "tensorrt int8: a folder of representative "
               "images (png/jpg) the INT8 calibration reads; the engine is keyed by them."),
-    ParamSpec("deployment_check", True, "onnxruntime/tensorrt: at configure, compare depth on "
-              "a fixed probe frame with the torch model of the same weights and refuse to "
-              "activate beyond deployment_check_tolerance (needs torch; false skips it)."),
+    ParamSpec("deployment_check", True, "onnxruntime/openvino/tensorrt: at configure, "
+              "compare depth on a fixed probe frame with the torch model of the same weights "
+              "and refuse to activate beyond deployment_check_tolerance (needs torch; false "
+              "skips it)."),
     ParamSpec("deployment_check_tolerance", 0.02, "Largest median relative depth difference "
               "the deployment check accepts.", range=(0.0, 1.0, 0.0)),
     ParamSpec("ort_providers", "auto", "onnxruntime execution providers: auto follows `device`; "
@@ -188,20 +193,21 @@ def check_together(value: Callable[[str], Any]) -> dict[tuple[str, ...], str]:
     return {}
 
 
-def backend_options(value: Callable[[str], Any]) -> dict[str, Any]:
-    """create_backend keyword arguments from the parameters (only those the chosen backend
-    takes); ``value(name)`` reads one."""
-    backend = value("backend")
+def backend_options(value: Callable[[str], Any], backend: Optional[str] = None
+                    ) -> dict[str, Any]:
+    """create_backend keyword arguments from the parameters (only those ``backend``, default
+    the `backend` parameter, takes); ``value(name)`` reads one."""
+    backend = backend or value("backend")
     kwargs: dict[str, Any] = dict(
         model=value("model"), weights=value("weights") or None,
         backbone_weights=value("backbone_weights") or None, device=value("device"),
         precision=value("precision"))
-    if backend in ("torch", "onnxruntime"):
+    if backend in ("torch", "onnxruntime", "openvino"):
         kwargs["threads"] = value("threads")
     if backend == "torch":
         kwargs.update(fast_path=value("torch_fast_path"), cuda_graphs=value("cuda_graphs"),
                       compile=value("torch_compile"))
-    if backend in ("onnxruntime", "tensorrt"):
+    if backend in ("onnxruntime", "openvino", "tensorrt"):
         kwargs.update(onnx_path=value("onnx_path") or None,
                       cache_dir=value("engine_cache_dir"))
     if backend == "onnxruntime":
