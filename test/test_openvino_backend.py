@@ -186,6 +186,20 @@ def test_auto_is_torch_on_a_gpu_or_without_openvino(monkeypatch):
     assert auto_backends("auto") == ["torch"]
 
 
+def test_torch_only_options_make_auto_torch(monkeypatch):
+    """backend auto with torch_compile or torch_fast_path:=always runs torch (else the option
+    would be silently unused on OpenVINO)."""
+    from clip_depth_ros.ros.params import PARAMS_BY_NAME, backend_candidates
+    monkeypatch.setattr("clip_depth_ros.ros.params.auto_backends",
+                        lambda device: ["openvino", "torch"])
+    defaults = {name: spec.default for name, spec in PARAMS_BY_NAME.items()}
+    assert defaults["backend"] == "auto"
+    assert backend_candidates(defaults.get) == ["openvino", "torch"]
+    assert backend_candidates({**defaults, "torch_compile": True}.get) == ["torch"]
+    assert backend_candidates({**defaults, "torch_fast_path": "always"}.get) == ["torch"]
+    assert backend_candidates({**defaults, "backend": "onnxruntime"}.get) == ["onnxruntime"]
+
+
 def test_first_that_serves_hands_over_on_refusals_only():
     skipped = []
 
@@ -198,13 +212,16 @@ def test_first_that_serves_hands_over_on_refusals_only():
             raise KeyError("a bug")
         return f"started {name}"
 
-    def skip(name, exc, after):
-        skipped.append((name, type(exc).__name__, after))
+    def skip(message, exc):
+        skipped.append((message, type(exc).__name__))
 
     assert first_that_serves(["refuses", "fails_check", "torch"], start, skip) == \
         "started torch"
-    assert skipped == [("refuses", "ConfigError", "fails_check"),
-                       ("fails_check", "DeploymentCheckError", "torch")]
+    assert skipped == [
+        ("backend refuses cannot serve this model here (ConfigError: no float32 output "
+         "section); trying fails_check", "ConfigError"),
+        ("backend fails_check cannot serve this model here (DeploymentCheckError: off by 3%); "
+         "trying torch", "DeploymentCheckError")]
     with pytest.raises(KeyError):  # a bug is raised, not skipped
         first_that_serves(["bug", "torch"], start, skip)
     with pytest.raises(ClipDepthError, match="3%"):  # the last one's refusal is raised

@@ -113,18 +113,19 @@ def auto_backends(device: str = "auto") -> list[str]:
 
 
 def first_that_serves(candidates: list[str], start: Callable[[str], T],
-                      skipped: Callable[[str, ClipDepthError, str], None]) -> T:
+                      skipped: Callable[[str, ClipDepthError], None]) -> T:
     """``start(name)`` for each candidate in turn; the first that returns wins.  A candidate
     that refuses (any :class:`ClipDepthError`: a missing package, a graph or precision it
-    cannot run, a failed deployment check) is reported to ``skipped(name, error, next)``;
-    the last one's error is raised.  A bug (any other exception) is raised at once."""
+    cannot run, a failed deployment check) is reported to ``skipped(message, error)``; the
+    last one's error is raised.  A bug (any other exception) is raised at once."""
     for name, after in zip(candidates, list(candidates[1:]) + [None]):
         try:
             return start(name)
         except ClipDepthError as exc:
             if after is None:
                 raise
-            skipped(name, exc, after)
+            skipped(f"backend {name} cannot serve this model here ({type(exc).__name__}: "
+                    f"{exc}); trying {after}", exc)
     raise ConfigError("no backend to try")
 
 

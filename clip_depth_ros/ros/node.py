@@ -20,7 +20,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from ..backends import auto_backends, create_backend, first_that_serves
+from ..backends import create_backend, first_that_serves
 from ..backends.selfcheck import deployment_check, probe_frame
 from ..camera_sync import CameraInfoPairing
 from ..errors import DeploymentCheckError
@@ -33,7 +33,8 @@ from .conversions import (ConversionError, RosMessageKit, camera_info_to_intrins
                           compressed_to_rgb8, image_to_rgb8)
 from .diagnostics import build_diagnostics
 from ..stamps import stamp_ns
-from .params import PARAMS, PARAMS_BY_NAME, backend_options, check_together, check_value
+from .params import (PARAMS, PARAMS_BY_NAME, backend_candidates, backend_options,
+                     check_together, check_value)
 from .topics import input_topics, io_qos, topics_line, watched_publisher
 
 THROTTLE_S = 5.0
@@ -182,15 +183,12 @@ class DepthNode(LifecycleNode):
     def _load_backend(self) -> Any:
         """The backend, checked against torch when exported (deployment_check) and run once
         so that any compilation, graph capture or engine build happens before frame one.
-        backend auto tries :func:`auto_backends` in order: one that cannot serve this
-        model or device (a missing package, a graph it refuses) hands over to the next."""
-        name, log = self.p("backend"), self.get_logger()
-        return first_that_serves(
-            auto_backends(self.p("device")) if name == "auto" else [name], self._start_backend,
-            lambda tried, exc, after: (log.warning if isinstance(exc, DeploymentCheckError)
-                                       else log.info)(
-                f"backend auto: {tried} cannot serve this model here "
-                f"({type(exc).__name__}: {exc}); trying {after}"))
+        backend auto tries ``backend_candidates`` in order: one that cannot serve this model
+        or device (a missing package, a graph it refuses) hands over to the next."""
+        log = self.get_logger()
+        return first_that_serves(backend_candidates(self.p), self._start_backend,
+                                 lambda text, exc: (log.warning if isinstance(
+                                     exc, DeploymentCheckError) else log.info)(text))
 
     def _start_backend(self, name: str) -> Any:
         kwargs = backend_options(self.p, name)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from ..anchoring import ANCHORS, MAX_CAMERA_HEIGHT_M, MIN_SPARSE_POINTS
-from ..backends import all_precisions, available_backends
+from ..backends import all_precisions, auto_backends, available_backends
 from ..config import DEFAULT_WEIGHTS
 from ..trust import MAX_SPARSE_TOLERANCE_S, SPARSE_TOLERANCE_S
 
@@ -191,6 +191,18 @@ def check_together(value: Callable[[str], Any]) -> dict[tuple[str, ...], str]:
             f"display_min_m ({lo:g} m) must be below display_max_m ({hi:g} m); set either to "
             "0 to take that end from the data")}
     return {}
+
+
+def backend_candidates(value: Callable[[str], Any]) -> list[str]:
+    """The backends to try in order (``first_that_serves``): the `backend` parameter, or for
+    auto :func:`auto_backends` of the device; torch alone when a torch-only option asks for
+    it (torch_compile, torch_fast_path:=always), so that option is never silently unused."""
+    name = value("backend")
+    if name != "auto":
+        return [name]
+    if value("torch_compile") or value("torch_fast_path") == "always":
+        return ["torch"]
+    return auto_backends(value("device"))
 
 
 def backend_options(value: Callable[[str], Any], backend: Optional[str] = None
