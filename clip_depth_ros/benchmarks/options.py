@@ -53,6 +53,10 @@ def add_stages_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (0 = torch's default)")
+    parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "openvino"),
+                        default="auto",
+                        help="auto (default) = what the node's backend:=auto runs here "
+                             "(openvino on a CPU with native bf16 where installed, else torch)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto (default) = CUDA when torch sees a GPU, as the node")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",

@@ -34,6 +34,7 @@ import torch
 from std_msgs.msg import Header
 
 from .options import add_stages_arguments, parse_size  # noqa: F401
+from ..backends import auto_backends, create_backend, first_that_serves
 from ..backends.torch_backend import TorchBackend, resolve_device
 from ..config import list_bundled_weights
 from ..frame import frame_messages
@@ -224,6 +225,22 @@ def target_check(model: str, stats: dict[str, dict[str, float]]) -> str:
             f"model p50 {p50:.2f} ms (p95 {p95:.2f}) vs {TARGET_MS:.0f} ms target: {verdict}")
 
 
+def stage_backends(args: argparse.Namespace) -> list[str]:
+    """The backends to try, as the node's backend_candidates: torch for a torch-only option."""
+    if args.backend != "auto":
+        return [args.backend]
+    return ["torch"] if args.fast_path == "always" else auto_backends(args.device)
+
+
+def build_backend(name: str, spec: dict[str, Any], args: argparse.Namespace) -> Any:
+    """One backend for the table (exported ones export into the default cache)."""
+    if name == "torch":
+        return TorchBackend(**spec, device=args.device, precision=args.precision,
+                            threads=args.threads, fast_path=args.fast_path)
+    return create_backend(name, **spec, device=args.device, precision=args.precision,
+                          threads=args.threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     """`clip-depth bench stages` (also `python -m benchmarks.pipeline_latency` in a checkout)."""
     return run(parse_args(argv))
@@ -250,10 +267,11 @@ def run(args: argparse.Namespace) -> int:
         # shipped weights by name (their floor makes the anchor's work real), else random
         spec = ({"model": None, "weights": model} if model in list_bundled_weights()
                 else {"model": model, "backbone_weights": "random"})
-        backend = TorchBackend(**spec, device=args.device, precision=args.precision,
-                               threads=args.threads, fast_path=args.fast_path)
+        backend = first_that_serves(stage_backends(args), lambda name: build_backend(
+            name, spec, args), lambda text, exc: print(f"[{text}]"))
         input_size = backend.describe()["input_size"]
-        print(f"[{model}: built in {time.perf_counter() - t0:.1f} s]")
+        print(f"[{model}: {backend.name} {backend.precision}, built in "
+              f"{time.perf_counter() - t0:.1f} s]")
         for size in args.sizes:
             stats, faults = bench_run(backend, size, args.iters, args.warmup, args.trust)
             print(format_table(model, input_size, size, stats, args.iters, faults) + "\n")
