@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Union
 import torch
 
 from .config import ModelConfig, resolve_weights
-from .errors import BackendError, ConfigError
+from .errors import BackendError, ConfigError, MissingDependencyError
 from .atomic_io import file_sha256, write_bytes_atomic
 from .weights import read_sidecar
 
@@ -46,9 +46,9 @@ _METADATA_KEYS = ("name", "backbone", "method", "input_size", "mean", "std", "mi
 def _onnx():
     try:
         import onnx
-    except ImportError:
-        raise ImportError("ONNX export needs the 'onnx' package: pip install onnx "
-                          "(or the [onnx] extra of clip_depth_ros)") from None
+    except ImportError:  # MissingDependencyError is an ImportError too
+        raise MissingDependencyError("ONNX export needs the 'onnx' package: pip install onnx "
+                                     "(or the [onnx] extra of clip_depth_ros)") from None
     return onnx
 
 
@@ -167,7 +167,12 @@ def check_forward(model: torch.nn.Module, onnx_path: Union[str, os.PathLike],
     """Max |depth_onnxruntime - depth_torch| in metres over ``feeds`` (default
     :func:`probe_feeds`); raises :class:`ExportCheckError` above ``tolerance_m`` or on NaN."""
     import numpy as np
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("the export's parity check needs the 'onnxruntime' "
+                                     "package: pip install onnxruntime (or the [onnx] extra "
+                                     "of clip_depth_ros)") from None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

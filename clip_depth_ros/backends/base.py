@@ -100,3 +100,16 @@ class HostFrameBackend:
               intrinsics: Optional[Intrinsics] = None) -> np.ndarray:
         """Depth (H, W) float32 metres alone (a convenience over :meth:`infer_frame`)."""
         return self.infer_frame(image_rgb, intrinsics).depth_m
+
+
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX-BF16, from Linux's
+    cpuinfo flags); without it oneDNN emulates bf16 and it is no faster than fp32."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[-1].split()))
+    except OSError:
+        pass
+    return False

@@ -16,6 +16,7 @@ cut is refused in bf16 (fp32 runs any graph).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..errors import BackendError, ConfigError
 from ..export_onnx import graph_outputs, read_onnx_config
-from .base import check_precision
+from .base import check_precision, cpu_has_native_bf16
 from .engine_cache import DEFAULT_CACHE_DIR
 from .exported import ExportedGraphBackend, check_graph_io, graph_feed, resolve_onnx
 
@@ -39,9 +40,13 @@ _OUTPUT_LAYER_TYPES = ("Convolution",)
 
 
 def cpu_runs_bf16(core: Optional[Any] = None) -> bool:
-    """Whether OpenVINO's CPU plugin computes bf16 natively on this machine."""
-    core = core or ov.Core()
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, the rule torch's
+    bf16 follows too) and OpenVINO's CPU plugin runs bf16 there.  (The plugin also reports
+    bf16 on CPUs with AVX2-VNNI-2 only, where nothing was measured: not taken.)"""
+    if not cpu_has_native_bf16():
+        return False
     try:
+        core = core or ov.Core()
         return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except RuntimeError:
         return False
@@ -88,6 +93,32 @@ def _cut_edges(model: Any, tail: set[str]) -> list[tuple[str, int]]:
     return edges
 
 
+def _image_free_ancestors(model: Any, tail: set[str]) -> set[str]:
+    """Nodes the tail reads that do not depend on the image (the camera's scale from f_px and
+    image_width): computed again in the tail, in float32, rather than in the bf16 body."""
+    image = model.get_parameters()[0]
+    on_image: set[str] = set()
+    stack = [image]
+    while stack:
+        node = stack.pop()
+        if node.get_friendly_name() in on_image:
+            continue
+        on_image.add(node.get_friendly_name())
+        for out in node.outputs():
+            stack.extend(t.get_node() for t in out.get_target_inputs())
+    pulled: set[str] = set()
+    stack = [v.get_node() for n in model.get_ordered_ops() if n.get_friendly_name() in tail
+             for v in n.input_values()]
+    while stack:
+        node = stack.pop()
+        name = node.get_friendly_name()
+        if name in tail or name in pulled or name in on_image:
+            continue
+        pulled.add(name)
+        stack.extend(v.get_node() for v in node.input_values())
+    return pulled
+
+
 def _feeds_cut(value: Any) -> bool:
     """An activation entering the float32 section through a cut (sent across in bf16: it is
     a bf16 tensor in the body anyway); anything else crosses in its own type (e.g. the
@@ -103,18 +134,30 @@ def _by_name(model: Any) -> dict[str, Any]:
 def split_graph(model: Any, source: str = "graph") -> tuple[Any, Any, list[str]]:
     """(body, tail, cut names): ``model`` cut before its float32 output section.  The body's
     outputs are the cut edges (float32 ones as bf16 tensors, named ``cut:i``); the tail takes
-    them as inputs of the same names plus the graph inputs it reads itself."""
+    them as inputs of the same names plus the graph inputs it reads itself.  Refused
+    (ConfigError) where the graph has no cut, repeats node names, or has an output outside
+    the float32 section."""
     model = model.clone()
     # static shapes: shape arithmetic becomes constants, so only tensors cross the cut
     manager = Manager()
     manager.register_pass(ConstantFolding())
     manager.run_passes(model)
     body_src, tail_src = model.clone(), model.clone()  # clones keep the nodes' names
+    names_seen = [n.get_friendly_name() for n in model.get_ordered_ops()]
+    if len(set(names_seen)) != len(names_seen):
+        raise ConfigError(f"{source}: node names repeat; the bf16 split needs unique names: "
+                          "use precision fp32 for this graph")
     tail_names = float32_section(tail_src)
     if not tail_names:
         raise ConfigError(f"{source}: no float32 output section found (the float32 Convert in "
                           "front of the output convolution); OpenVINO bf16 would round depth "
                           "to bf16 steps: use precision fp32 for this graph")
+    tail_names |= _image_free_ancestors(tail_src, tail_names)
+    outside = [r.get_friendly_name() for r in tail_src.get_results()
+               if r.get_friendly_name() not in tail_names]
+    if outside:
+        raise ConfigError(f"{source}: outputs {outside} do not come from the float32 output "
+                          "section; use precision fp32 for this graph")
     edges = _cut_edges(tail_src, tail_names)
     names = [f"cut:{i}" for i in range(len(edges))]
     body_nodes, tail_nodes = _by_name(body_src), _by_name(tail_src)
@@ -192,18 +235,35 @@ class OpenVinoBackend(ExportedGraphBackend):
             raise ConfigError(f"backend openvino runs on the CPU (device auto or cpu), not "
                               f"'{device}'; for a GPU use torch, onnxruntime or tensorrt")
         check_precision(self.name, precision, self.precisions)
-        core = ov.Core()
+        try:
+            core = ov.Core()
+        except RuntimeError as exc:  # a broken install: its plugins do not load
+            raise BackendError(f"openvino does not start here: {exc}") from exc
         if precision == "bf16" and not cpu_runs_bf16(core):
             raise ConfigError("precision bf16: this CPU does not compute bf16 natively "
                               "(no AVX512-BF16 or AMX); use fp32")
         self.device, self.precision = "cpu", precision
         self.onnx_path = resolve_onnx(onnx_path, model, weights, backbone_weights, cache_dir)
-        source = core.read_model(str(self.onnx_path))
         self.config = read_onnx_config(self.onnx_path)
-        check_graph_io(self.onnx_path, self.config, [p.get_friendly_name()
-                                                     for p in source.get_parameters()],
-                       list(source.get_parameters()[0].get_partial_shape().to_shape()),
-                       [o.get_any_name() for o in source.outputs])
+        self._lock = threading.Lock()  # one frame at a time through the two requests
+        try:
+            self._compile(core, precision, threads)
+        except RuntimeError as exc:  # OpenVINO's own errors: the graph or the plugin
+            raise BackendError(f"openvino could not load {self.onnx_path}: "
+                               f"{str(exc).strip().splitlines()[-1]}") from exc
+        log.info("openvino %s on the CPU (%s), precision %s%s", ov.get_version(),
+                 self.onnx_path, precision,
+                 f" (float32 output section after {len(self._cut)} cut(s))" if self._cut else "")
+
+    def _compile(self, core: Any, precision: str, threads: int) -> None:
+        source = core.read_model(str(self.onnx_path))
+        shape = source.get_parameters()[0].get_partial_shape()
+        expected = graph_outputs(self.config)  # an output's expected name among its aliases
+        outputs = [next((n for n in sorted(o.get_names()) if n in expected), o.get_any_name())
+                   for o in source.outputs]
+        check_graph_io(self.onnx_path, self.config,
+                       [p.get_friendly_name() for p in source.get_parameters()],
+                       list(shape.to_shape()) if shape.is_static else [str(shape)], outputs)
         options: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if threads > 0:
             options["INFERENCE_NUM_THREADS"] = int(threads)
@@ -224,26 +284,27 @@ class OpenVinoBackend(ExportedGraphBackend):
         self._tail_inputs = {n for i in self._tail.inputs for n in i.get_names()}
         self._body_inputs = ({n for i in self._body.inputs for n in i.get_names()}
                              if self._body is not None else set())
-        log.info("openvino %s on the CPU (%s), precision %s%s", ov.get_version(),
-                 self.onnx_path, precision,
-                 f" (float32 output section after {len(self._cut)} cut(s))" if self._cut else "")
 
     def predict(self, batch: np.ndarray, f_px: np.ndarray,
                 image_width: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """(metric depth, the model's confidence or None), (h, w) float32 at the model input
         size (the graph is ``infer``)."""
-        if self._tail_request is None:
-            raise BackendError("the openvino backend was closed")
         feed = graph_feed(self.config, batch, f_px, image_width)
-        tail = self._tail_request
-        if self._body_request is not None:
-            body = self._body_request
-            body.infer({k: v for k, v in feed.items() if k in self._body_inputs})
-            for name in self._cut:
-                tail.set_tensor(name, body.get_tensor(name))
-        tail.infer({k: v for k, v in feed.items() if k in self._tail_inputs})
-        maps = [np.array(tail.get_tensor(name).data[0, 0], dtype=np.float32)
-                for name in graph_outputs(self.config)]
+        with self._lock:
+            tail = self._tail_request
+            if tail is None:
+                raise BackendError("the openvino backend was closed")
+            if self._body_request is not None:
+                body = self._body_request
+                # shared outputs: the request's own buffers, no copy into numpy first
+                body.infer({k: v for k, v in feed.items() if k in self._body_inputs},
+                           share_outputs=True)
+                for name in self._cut:
+                    tail.set_tensor(name, body.get_tensor(name))
+            tail.infer({k: v for k, v in feed.items() if k in self._tail_inputs},
+                       share_outputs=True)
+            maps = [np.array(tail.get_tensor(name).data[0, 0], dtype=np.float32)
+                    for name in graph_outputs(self.config)]
         return maps[0], (maps[1] if len(maps) > 1 else None)
 
     def describe(self) -> dict[str, str]:
@@ -254,7 +315,8 @@ class OpenVinoBackend(ExportedGraphBackend):
         return {**super().describe(), **extra}
 
     def close(self) -> None:
-        """Drop the compiled models."""
-        self._body_request = self._tail_request = None
-        self._body = self._tail = None
+        """Drop the compiled models (waits for a frame in progress)."""
+        with self._lock:
+            self._body_request = self._tail_request = None
+            self._body = self._tail = None
 

@@ -28,25 +28,12 @@ from ..model import create_model
 from ..model.factory import PRECISIONS
 from . import torch_ops
 from .base import (DEFAULT_REQUEST, HostFrameBackend, camera_inputs, check_image,
-                   check_intrinsics, check_precision)
+                   check_intrinsics, check_precision, cpu_has_native_bf16)
 
 log = logging.getLogger("clip_depth_ros")
 
 FAST_PATH_MODES = ("auto", "always", "never")  # not on/off: YAML reads those as bools
 _MAX_RUNNERS = 4  # image sizes kept captured at once (each holds its buffers and graph)
-
-
-def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this CPU computes bf16 in hardware (x86 AVX512-BF16 or AMX-BF16, from Linux's
-    cpuinfo flags); without it oneDNN emulates bf16 and it is no faster than fp32."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return bool({"avx512_bf16", "amx_bf16"} & set(line.split(":", 1)[-1].split()))
-    except OSError:
-        pass
-    return False
 
 
 def resolve_device(device: str) -> torch.device:

@@ -3,7 +3,7 @@
 Two timings per row, both with device synchronisation:
 
   model  the network alone on a prepared (1, 3, h, w) input: ``TorchBackend.run`` /
-         the onnxruntime, OpenVINO or TensorRT session; with ``graphs`` the forward is captured once as a
+         the onnxruntime / OpenVINO / TensorRT session; with ``graphs`` the forward is captured once as a
          CUDA graph and replayed.  Batch > 1 rows time the torch forward on a (B, 3, h, w)
          batch and report images/s (the exported graphs have a fixed batch of 1).
   frame  uint8 image in -> metric depth (numpy, image resolution) out through the backend's

@@ -52,7 +52,8 @@ def add_stages_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=30, help="timed frames per run")
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames first")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads (0 = torch's default)")
+                        help="inference threads (torch intra-op, openvino / onnxruntime "
+                             "sessions; 0 = the library's default)")
     parser.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "openvino"),
                         default="auto",
                         help="auto (default) = what the node's backend:=auto runs here "

@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import resource
+import tempfile
 import time
 from typing import Any
 
@@ -233,12 +234,14 @@ def stage_backends(args: argparse.Namespace) -> list[str]:
 
 
 def build_backend(name: str, spec: dict[str, Any], args: argparse.Namespace) -> Any:
-    """One backend for the table (exported ones export into the default cache)."""
+    """One backend for the table; exported ones export into a temporary folder (random
+    backbones must not fill the user's engine cache)."""
     if name == "torch":
         return TorchBackend(**spec, device=args.device, precision=args.precision,
                             threads=args.threads, fast_path=args.fast_path)
-    return create_backend(name, **spec, device=args.device, precision=args.precision,
-                          threads=args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench_stages_") as cache:
+        return create_backend(name, **spec, device=args.device, precision=args.precision,
+                              threads=args.threads, cache_dir=cache)
 
 
 def main(argv: list[str] | None = None) -> int:

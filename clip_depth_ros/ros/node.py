@@ -46,9 +46,8 @@ class DepthNode(LifecycleNode):
 
     def __init__(self, node_name: str = "clip_depth_node", **kwargs: Any):
         super().__init__(node_name, **kwargs)
-        # A bad override (-p point_stride:=fast, a YAML bool for a string, a value out of
-        # range or choices) must not kill the process: the parameter keeps its default, the
-        # node stays unconfigured and says which one until it is set to a valid value.
+        # A bad override (-p point_stride:=fast, a YAML bool for a string, out of range) must
+        # not kill the process: it keeps its default and the node stays unconfigured, saying so.
         self.bad_overrides: dict[str, str] = {}
         for spec in PARAMS:
             try:
@@ -182,13 +181,16 @@ class DepthNode(LifecycleNode):
 
     def _load_backend(self) -> Any:
         """The backend, checked against torch when exported (deployment_check) and run once
-        so that any compilation, graph capture or engine build happens before frame one.
-        backend auto tries ``backend_candidates`` in order: one that cannot serve this model
-        or device (a missing package, a graph it refuses) hands over to the next."""
-        log = self.get_logger()
+        so that any compilation, graph capture or engine build happens before frame one;
+        ``backend_candidates`` in order, one that refuses handing over to the next."""
         return first_that_serves(backend_candidates(self.p), self._start_backend,
-                                 lambda text, exc: (log.warning if isinstance(
-                                     exc, DeploymentCheckError) else log.info)(text))
+                                 self._backend_skipped)
+
+    def _backend_skipped(self, text: str, exc: Exception) -> None:
+        log = self.get_logger()  # two call sites: rclpy refuses one at two severities
+        if isinstance(exc, DeploymentCheckError):
+            return log.warning(text)
+        log.info(text)
 
     def _start_backend(self, name: str) -> Any:
         kwargs = backend_options(self.p, name)

@@ -63,10 +63,12 @@ PARAMS: tuple[ParamSpec, ...] = (
               "weights file (.safetensors, or .pt loaded with weights_only), 'random', or empty "
               "for the model config's own tag."),
     ParamSpec("backend", "auto", "Inference backend; auto = the fastest correct one here: "
-              "torch on a GPU; on a CPU openvino (bf16 with float32 output layers) where it "
-              "is installed and the CPU computes bf16 natively, else torch. onnxruntime, "
-              "openvino and tensorrt run the exported ONNX graph, checked against torch at "
-              "configure.", choices=("auto",) + tuple(available_backends())),
+              "torch on a GPU; on a CPU with native bf16 (AVX512-BF16 or AMX) openvino where "
+              "it is installed, else torch; an option only one backend takes picks it "
+              "(torch_compile, torch_fast_path:=always: torch; ort_providers: onnxruntime; "
+              "onnx_path: openvino or onnxruntime). onnxruntime, openvino and tensorrt run the "
+              "exported ONNX graph, checked against torch at configure.",
+              choices=("auto",) + tuple(available_backends())),
     ParamSpec("device", "auto", "Device: auto (cuda when a GPU is visible, else cpu), cpu, "
               "cuda or cuda:N (tensorrt needs cuda)."),
     ParamSpec("precision", "auto", "Numeric precision; auto = the fastest correct one for "
@@ -195,14 +197,23 @@ def check_together(value: Callable[[str], Any]) -> dict[tuple[str, ...], str]:
 
 def backend_candidates(value: Callable[[str], Any]) -> list[str]:
     """The backends to try in order (``first_that_serves``): the `backend` parameter, or for
-    auto :func:`auto_backends` of the device; torch alone when a torch-only option asks for
-    it (torch_compile, torch_fast_path:=always), so that option is never silently unused."""
+    auto :func:`auto_backends` of the device, narrowed by options only some backends take
+    (so none is silently unused): torch_compile / torch_fast_path:=always mean torch,
+    ort_providers means onnxruntime, calibration_images_dir tensorrt, and an onnx_path the
+    backends that run a graph file (openvino where auto would take it, then onnxruntime)."""
     name = value("backend")
     if name != "auto":
         return [name]
     if value("torch_compile") or value("torch_fast_path") == "always":
         return ["torch"]
-    return auto_backends(value("device"))
+    if value("ort_providers") != "auto":
+        return ["onnxruntime"]
+    if value("calibration_images_dir"):
+        return ["tensorrt"]
+    candidates = auto_backends(value("device"))
+    if value("onnx_path"):
+        return [b for b in candidates if b != "torch"] + ["onnxruntime"]
+    return candidates
 
 
 def backend_options(value: Callable[[str], Any], backend: Optional[str] = None
