@@ -64,3 +64,38 @@ def test_camera_aware_model_on_onnxruntime_matches_torch_through_the_node(tmp_pa
     canonical = create_backend("torch", model=None, weights="demo-mirror",
                                fast_path="never").infer(rgb)
     assert np.median(np.abs(depth / canonical - 1)) > 0.05
+
+
+def test_auto_with_a_graph_openvino_refuses_hands_over_to_onnxruntime(tmp_path):
+    """backend auto + onnx_path: the backends that run a graph file. A DepthCLIP graph has no
+    float32 output section, so OpenVINO bf16 refuses it (where auto tries OpenVINO) and the
+    node says so in one line and serves it with onnxruntime; never torch's default weights,
+    and no deployment check against them (another model: skipped, said in one line)."""
+    import torch
+
+    from clip_depth_ros.backends import auto_backends
+    from clip_depth_ros.export_onnx import export_onnx
+    torch.manual_seed(0)
+    reference = create_backend("torch", model="tiny-depthclip", backbone_weights="random")
+    graph = export_onnx(reference.model, tmp_path / "depthclip.onnx")
+    log = tmp_path / "node.log"
+    rclpy.init()
+    try:
+        with node_process("-p", f"onnx_path:={graph}", namespace="/auto_graph",
+                          log_path=log) as proc:
+            deadline = time.monotonic() + 120
+            while "backend onnxruntime device" not in log.read_text() \
+                    and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            text = log.read_text()
+    finally:
+        rclpy.shutdown()
+    assert "model tiny-depthclip" in text and "backend onnxruntime device" in text, text
+    assert "deployment check skipped: the graph is model tiny-depthclip" in text, text
+    skipped = [line for line in text.splitlines() if "cannot serve this model" in line]
+    if "openvino" in auto_backends("cpu"):
+        assert len(skipped) == 1 and "backend openvino" in skipped[0] \
+            and "no float32 output section" in skipped[0], text
+    else:
+        assert not skipped, text
+    assert "Traceback" not in text

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clip_depth_ros.backends.selfcheck import deployment_check, depth_parity, probe_frame
+from clip_depth_ros.backends.selfcheck import (check_against_torch, deployment_check,
+                                               depth_parity, probe_frame)
 from clip_depth_ros.errors import DeploymentCheckError
 from clip_depth_ros.frame import FrameOutputs
 
@@ -39,6 +40,24 @@ def test_matching_depth_passes_and_the_reference_is_freed():
     reference = _Scaled(1.0)
     report = deployment_check(_Scaled(1.005), lambda: reference, tolerance=0.02)
     assert report.median_rel == pytest.approx(0.005, rel=1e-3) and reference.closed
+
+
+def test_a_graph_of_another_model_is_not_compared_and_says_so():
+    """onnx_path's graph is another model than `weights` (the default demo weights, say):
+    comparing them would refuse a good graph, so the check is skipped with a clear line."""
+    class _Named(_Scaled):
+        def __init__(self, name, factor=1.0):
+            super().__init__(factor)
+            self.config = type("Cfg", (), {"name": name})()
+
+    reference = _Named("demo-mirror")
+    assert deployment_check(_Named("tiny-depthclip", 3.0), lambda: reference) is None
+    assert reference.closed
+    # the same model is compared (and refused when off)
+    with pytest.raises(DeploymentCheckError):
+        deployment_check(_Named("demo-mirror", 1.5), lambda: _Named("demo-mirror"))
+    assert check_against_torch(_Scaled(), {"weights": None}).startswith(
+        "deployment check skipped: no weights")
 
 
 @pytest.mark.parametrize("backend", [_Scaled(1.10), _Scaled(1.0, nan=True)],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -66,13 +66,41 @@ def depth_parity(backend: DepthBackend, reference: DepthBackend,
     return report
 
 
+def _model_name(backend: DepthBackend) -> Optional[str]:
+    return getattr(getattr(backend, "config", None), "name", None)
+
+
 def deployment_check(backend: DepthBackend, make_reference: Callable[[], DepthBackend],
-                     tolerance: float = DEFAULT_TOLERANCE) -> ParityReport:
-    """:func:`depth_parity` against a reference built by ``make_reference`` (freed after)."""
+                     tolerance: float = DEFAULT_TOLERANCE) -> Optional[ParityReport]:
+    """:func:`depth_parity` against a reference built by ``make_reference`` (freed after);
+    None when the two are different models (a graph file of another model than the
+    weights: nothing to compare)."""
     reference = make_reference()
     try:
+        names = (_model_name(backend), _model_name(reference))
+        if None not in names and names[0] != names[1]:
+            return None
         report = depth_parity(backend, reference, tolerance)
     finally:
         reference.close()
     log.info("deployment check passed: %s", report)
     return report
+
+
+def check_against_torch(backend: DepthBackend, options: dict[str, Any],
+                        tolerance: float = DEFAULT_TOLERANCE) -> str:
+    """The node's check of an exported backend (``options``: its create_backend keyword
+    arguments) against the torch model of the same weights, on the CPU in fp32: the line to
+    log; raises :class:`DeploymentCheckError` beyond ``tolerance``."""
+    if not options.get("weights"):
+        return "deployment check skipped: no weights to build a torch reference from"
+    from . import create_backend  # the registry imports no backend module at import time
+    reference = dict(model=options.get("model"), weights=options["weights"],
+                     backbone_weights=options.get("backbone_weights"), device="cpu",
+                     precision="fp32", fast_path="never")
+    report = deployment_check(backend, lambda: create_backend("torch", **reference), tolerance)
+    if report is None:
+        return (f"deployment check skipped: the graph is model {_model_name(backend)}, the "
+                f"weights {options['weights']} are another model; nothing to compare it with "
+                "(set weights to the graph's own to check it)")
+    return f"deployment check against torch passed: {report}"

@@ -21,7 +21,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import create_backend, first_that_serves
-from ..backends.selfcheck import deployment_check, probe_frame
+from ..backends.selfcheck import check_against_torch, probe_frame
 from ..camera_sync import CameraInfoPairing
 from ..errors import DeploymentCheckError
 from ..health import NodeHealth
@@ -205,16 +205,8 @@ class DepthNode(LifecycleNode):
         return backend
 
     def _deployment_check(self, backend: Any, kwargs: dict[str, Any]) -> None:
-        if not kwargs.get("weights"):
-            self.get_logger().info("deployment check skipped: no weights to build a torch "
-                                   "reference from (onnx_path alone)")
-            return
-        reference = dict(model=kwargs["model"], weights=kwargs["weights"],
-                         backbone_weights=kwargs["backbone_weights"], device="cpu",
-                         precision="fp32", fast_path="never")
-        report = deployment_check(backend, lambda: create_backend("torch", **reference),
-                                  self.p("deployment_check_tolerance"))
-        self.get_logger().info(f"deployment check against torch passed: {report}")
+        self.get_logger().info(check_against_torch(backend, kwargs,
+                                                   self.p("deployment_check_tolerance")))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Create subscriptions and publishers; log every topic, resolved, in one line."""
