@@ -61,18 +61,32 @@ def _is_fp32_cut(node: Any) -> bool:
     return bool(consumers) and all(c.get_type_name() in _OUTPUT_LAYER_TYPES for c in consumers)
 
 
-def float32_section(model: Any) -> set[str]:
-    """Friendly names of the nodes downstream of the float32 cuts (empty: no cut)."""
-    stack = [n for n in model.get_ordered_ops() if _is_fp32_cut(n)]
-    tail: set[str] = set()
+def _consumers(node: Any) -> list[Any]:
+    return [t.get_node() for out in node.outputs() for t in out.get_target_inputs()]
+
+
+def _producers(node: Any) -> list[Any]:
+    return [v.get_node() for v in node.input_values()]
+
+
+def _reach(start: list[Any], step: Any, stop: frozenset[str] = frozenset()) -> set[str]:
+    """Friendly names of ``start`` and every node reached from it through ``step``
+    (:func:`_consumers` downstream, :func:`_producers` upstream), not entering ``stop``."""
+    reached: set[str] = set()
+    stack = list(start)
     while stack:
         node = stack.pop()
-        if node.get_friendly_name() in tail:
+        name = node.get_friendly_name()
+        if name in reached or name in stop:
             continue
-        tail.add(node.get_friendly_name())
-        for out in node.outputs():
-            stack.extend(t.get_node() for t in out.get_target_inputs())
-    return tail
+        reached.add(name)
+        stack.extend(step(node))
+    return reached
+
+
+def float32_section(model: Any) -> set[str]:
+    """Friendly names of the nodes downstream of the float32 cuts (empty: no cut)."""
+    return _reach([n for n in model.get_ordered_ops() if _is_fp32_cut(n)], _consumers)
 
 
 def _cut_edges(model: Any, tail: set[str]) -> list[tuple[str, int]]:
@@ -96,27 +110,10 @@ def _cut_edges(model: Any, tail: set[str]) -> list[tuple[str, int]]:
 def _image_free_ancestors(model: Any, tail: set[str]) -> set[str]:
     """Nodes the tail reads that do not depend on the image (the camera's scale from f_px and
     image_width): computed again in the tail, in float32, rather than in the bf16 body."""
-    image = model.get_parameters()[0]
-    on_image: set[str] = set()
-    stack = [image]
-    while stack:
-        node = stack.pop()
-        if node.get_friendly_name() in on_image:
-            continue
-        on_image.add(node.get_friendly_name())
-        for out in node.outputs():
-            stack.extend(t.get_node() for t in out.get_target_inputs())
-    pulled: set[str] = set()
-    stack = [v.get_node() for n in model.get_ordered_ops() if n.get_friendly_name() in tail
-             for v in n.input_values()]
-    while stack:
-        node = stack.pop()
-        name = node.get_friendly_name()
-        if name in tail or name in pulled or name in on_image:
-            continue
-        pulled.add(name)
-        stack.extend(v.get_node() for v in node.input_values())
-    return pulled
+    on_image = _reach([model.get_parameters()[0]], _consumers)
+    read = [p for n in model.get_ordered_ops() if n.get_friendly_name() in tail
+            for p in _producers(n)]
+    return _reach(read, _producers, stop=frozenset(tail | on_image))
 
 
 def _feeds_cut(value: Any) -> bool:
@@ -204,14 +201,7 @@ def split_graph(model: Any, source: str = "graph") -> tuple[Any, Any, list[str]]
 
 def _used_parameters(model: Any, outputs: list[Any]) -> list[Any]:
     """The model's parameters that ``outputs`` depend on, in the model's order."""
-    seen: set[str] = set()
-    stack = [o.get_node() for o in outputs]
-    while stack:
-        node = stack.pop()
-        if node.get_friendly_name() in seen:
-            continue
-        seen.add(node.get_friendly_name())
-        stack.extend(v.get_node() for v in node.input_values())
+    seen = _reach([o.get_node() for o in outputs], _producers)
     return [p for p in model.get_parameters() if p.get_friendly_name() in seen]
 
 

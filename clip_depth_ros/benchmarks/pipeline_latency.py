@@ -35,12 +35,13 @@ import torch
 from std_msgs.msg import Header
 
 from .options import add_stages_arguments, parse_size  # noqa: F401
-from ..backends import auto_backends, create_backend, first_that_serves
+from ..backends import create_backend, first_that_serves
 from ..backends.torch_backend import TorchBackend, resolve_device
 from ..config import list_bundled_weights
 from ..frame import frame_messages
 from ..geometry import Intrinsics
 from ..pipeline import DepthPipeline
+from ..ros.params import PARAMS_BY_NAME, backend_candidates
 from ..ros.conversions import (
     RosMessageKit, camera_info_to_intrinsics, image_to_rgb8, intrinsics_to_camera_info,
     numpy_to_image)
@@ -227,10 +228,10 @@ def target_check(model: str, stats: dict[str, dict[str, float]]) -> str:
 
 
 def stage_backends(args: argparse.Namespace) -> list[str]:
-    """The backends to try, as the node's backend_candidates: torch for a torch-only option."""
-    if args.backend != "auto":
-        return [args.backend]
-    return ["torch"] if args.fast_path == "always" else auto_backends(args.device)
+    """The backends to try: the node's own rule (``backend_candidates``) for these options,
+    the node's defaults for the rest."""
+    given = {"backend": args.backend, "device": args.device, "torch_fast_path": args.fast_path}
+    return backend_candidates(lambda name: given.get(name, PARAMS_BY_NAME[name].default))
 
 
 def build_backend(name: str, spec: dict[str, Any], args: argparse.Namespace) -> Any:
