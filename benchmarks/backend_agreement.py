@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from clip_depth_ros.backends import create_backend
-from clip_depth_ros.errors import OneLineParser
+from clip_depth_ros.backends import create_backend, resolve_precision
+from clip_depth_ros.errors import ClipDepthError, ConfigError, OneLineParser
 from clip_depth_ros.synthetic.worlds import WORLD_FAMILIES, random_world, world_view
 from training.metrics import eval_depth
 
@@ -32,7 +32,10 @@ def parse_config(text: str) -> tuple[str, str]:
     backend, _, precision = text.partition(":")
     if not backend or not precision:
         raise argparse.ArgumentTypeError(f"expected BACKEND:PRECISION, got '{text}'")
-    return backend, precision
+    try:
+        return backend, resolve_precision(backend, precision)
+    except ConfigError as exc:  # an unknown backend, or a precision it does not run
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +97,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.views_per_family < 1:
         parser.error("--views-per-family must be at least 1")
-    rows = run(args)
+    try:
+        rows = run(args)
+    except ClipDepthError as exc:  # a user's mistake (weights not found, ...): one line
+        parser.error(str(exc))
     print(f"\n{'config':<18} {'views':>5} {'median dev':>11} {'mean dev':>9} {'worst view':>11}"
           f" {'d1':>7} {'AbsRel':>7}")
     for row in rows:
